@@ -1,0 +1,1 @@
+"""Emporium: an e-commerce microservices platform."""
