@@ -108,6 +108,8 @@ def load_settings(name: str, environ: dict[str, str] | None = None) -> ServiceSe
     scoped = {k[len(prefix):].lower(): v for k, v in env.items() if k.startswith(prefix)}
     values: dict[str, object] = {"name": info.name, "grpc_port": info.grpc_port,
                                  "http_port": info.http_port}
+    if info.grpc_port is None and "EMPORIUM_GATEWAY_PORT" in env:
+        values["http_port"] = env["EMPORIUM_GATEWAY_PORT"]
     if "EMPORIUM_DATA_DIR" in env:
         values["data_dir"] = env["EMPORIUM_DATA_DIR"]
     if "EMPORIUM_LOG_LEVEL" in env:
@@ -129,3 +131,11 @@ def load_settings(name: str, environ: dict[str, str] | None = None) -> ServiceSe
                else f"EMPORIUM_{field_name.upper()}")
         setattr(settings, field_name, _check_url(var, field_name, url))
     return settings
+
+
+def grpc_target(name: str, environ: dict[str, str] | None = None) -> str:
+    """Where to reach backend `name` over gRPC: `EMPORIUM_<NAME>_GRPC_TARGET` (e.g. a
+    Kubernetes service `order:50052`), else loopback on its well-known port."""
+    env = os.environ if environ is None else environ
+    info = service(name)
+    return env.get(f"{info.env_prefix}GRPC_TARGET") or f"127.0.0.1:{info.grpc_port}"

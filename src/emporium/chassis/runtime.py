@@ -11,13 +11,24 @@ background tasks are stopped, then the `on_stop` callbacks close pools.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import contextlib
+import importlib
+import logging
+import random
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+import uvicorn
 
-from emporium.chassis.config import ServiceSettings
+from emporium.chassis.catalog import service
+from emporium.chassis.config import ConfigError, ServiceSettings, load_settings
+
+log = logging.getLogger("emporium.runtime")
 
 # A background task runs until `stop` is set, then returns (relays, consumers, sweepers).
 BackgroundTask = Callable[["StopSignal"], Awaitable[None]]
@@ -27,8 +38,6 @@ class StopSignal:
     """Set once when the process starts shutting down; background loops wait on it."""
 
     def __init__(self) -> None:
-        import asyncio
-
         self._event = asyncio.Event()
 
     def set(self) -> None:
@@ -39,8 +48,6 @@ class StopSignal:
 
     async def wait(self, timeout: float | None = None) -> bool:
         """Wait up to `timeout` seconds; True when stopping (handy as an interruptible sleep)."""
-        import asyncio
-
         try:
             await asyncio.wait_for(self._event.wait(), timeout)
         except TimeoutError:
@@ -70,3 +77,205 @@ class ServiceApp:
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Readiness checks run by /healthz and folded into gRPC health: name -> async check.
     checks: dict[str, Callable[[], Awaitable[bool]]] = field(default_factory=dict)
+
+
+BuildFn = Callable[[ServiceSettings], Awaitable[ServiceApp]]
+CHECK_TIMEOUT_SECONDS = 1.0
+HEALTH_REFRESH_SECONDS = 2.0
+
+
+def run_service(name: str) -> int:
+    """Entry point of one service process (`emporium run <name>`); returns the exit code.
+
+    Bad configuration exits with code 2 and a single line on stderr naming the variable;
+    the supervisor does not restart a service that fails that way.
+    """
+    from emporium.chassis.logging import configure_logging
+    from emporium.chassis.tracing import configure_tracing
+
+    info = service(name)
+    try:
+        settings = load_settings(info.name)
+    except ConfigError as exc:
+        print(f"emporium {info.name}: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(info.name, settings.log_level)
+    configure_tracing(info.name)
+    module = importlib.import_module(f"{info.package}.app")
+    try:
+        asyncio.run(serve(module.build, settings))
+    except ConfigError as exc:
+        print(f"emporium {info.name}: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+async def serve(build: BuildFn, settings: ServiceSettings, stop: StopSignal | None = None) -> None:
+    """Build the app, serve it until `stop` (or SIGTERM/SIGINT), then shut down gracefully."""
+    stop = stop or StopSignal()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    app = await build(settings)
+    runner = _Runner(app, stop)
+    try:
+        await runner.start()
+        log.info("service started", extra={"grpc_port": settings.grpc_port,
+                                           "http_port": settings.http_port})
+        await stop.wait()
+        log.info("service stopping")
+    finally:
+        await runner.shutdown()
+        log.info("service stopped")
+
+
+class _QuietUvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the runtime owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class _Runner:
+    """The moving parts of one running service, started and stopped in a safe order."""
+
+    def __init__(self, app: ServiceApp, stop: StopSignal) -> None:
+        self.app = app
+        self.stop = stop
+        self.grpc_server: grpc.aio.Server | None = None
+        self.health: Any = None
+        self.http_server: _QuietUvicorn | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        settings = self.app.settings
+        if self.app.grpc_services:
+            await self._start_grpc(settings)
+        self.http_server = _QuietUvicorn(uvicorn.Config(
+            http_app(self.app), host=settings.host, port=settings.http_port,
+            log_config=None, access_log=False, lifespan="off"))
+        self.tasks.append(asyncio.create_task(self.http_server.serve(), name="http"))
+        for task in self.app.background:
+            self.tasks.append(asyncio.create_task(_supervised(task, self.stop),
+                                                  name=getattr(task, "__qualname__", "task")))
+        if self.health is not None:
+            self.tasks.append(asyncio.create_task(self._watch_health(), name="health"))
+        while self.http_server is not None and not self.http_server.started:
+            if self.tasks[0].done():  # the port could not be bound
+                self.tasks[0].result()
+                raise SystemExit(f"HTTP server on port {settings.http_port} did not start")
+            await asyncio.sleep(0.02)
+
+    async def _start_grpc(self, settings: ServiceSettings) -> None:
+        from emporium.chassis.rpc.health import add_health
+        from emporium.chassis.rpc.server import create_server
+
+        server = create_server(self.app.name)
+        for reg in self.app.grpc_services:
+            reg.add_to_server(reg.servicer, server)
+        self.health = add_health(server, [r.service_name for r in self.app.grpc_services])
+        if server.add_insecure_port(f"{settings.host}:{settings.grpc_port}") == 0:
+            raise SystemExit(f"gRPC port {settings.grpc_port} is not free")
+        await server.start()
+        self.grpc_server = server
+        await self._refresh_health()
+
+    async def _refresh_health(self) -> None:
+        ok, _ = await run_checks(self.app)
+        if self.stop.is_set():
+            return
+        if ok:
+            await _maybe_await(self.health.set_serving())
+        else:
+            await _maybe_await(self.health.set_not_serving())
+
+    async def _watch_health(self) -> None:
+        while not await self.stop.wait(HEALTH_REFRESH_SECONDS):
+            await self._refresh_health()
+
+    async def shutdown(self) -> None:
+        """Health NOT_SERVING -> finish in-flight calls -> stop loops -> close pools."""
+        self.stop.set()
+        grace = self.app.settings.shutdown_grace_seconds
+        if self.health is not None:
+            await _maybe_await(self.health.set_not_serving())
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(grace)
+        if self.http_server is not None:
+            self.http_server.should_exit = True
+        if self.tasks:
+            _, pending = await asyncio.wait(self.tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for close in reversed(self.app.on_stop):
+            try:
+                await close()
+            except Exception:
+                log.exception("error while closing")
+
+
+async def _maybe_await(value: Any) -> None:
+    if asyncio.iscoroutine(value):
+        await value
+
+
+async def _supervised(task: BackgroundTask, stop: StopSignal) -> None:
+    """Run a background loop; if it crashes, log and restart it with jittered backoff, so a
+    broker hiccup does not silently end a relay or a consumer for the life of the process."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await task(stop)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background task crashed; restarting", extra={"retry_in_s": delay})
+            if await stop.wait(delay * (0.5 + random.random())):
+                return
+            delay = min(delay * 2, 15.0)
+
+
+async def run_checks(app: ServiceApp) -> tuple[bool, dict[str, str]]:
+    """Run every readiness check with a timeout; a check that raises or hangs is `fail`."""
+
+    async def one(check: Callable[[], Awaitable[bool]]) -> str:
+        try:
+            return "ok" if await asyncio.wait_for(check(), CHECK_TIMEOUT_SECONDS) else "fail"
+        except Exception:
+            return "fail"
+
+    names = list(app.checks)
+    results = await asyncio.gather(*(one(app.checks[n]) for n in names))
+    status = dict(zip(names, results, strict=True))
+    return all(r == "ok" for r in results), status
+
+
+def http_app(app: ServiceApp) -> Any:
+    """The process's ASGI app: `/metrics` and `/healthz` first, then the service's own routes,
+    wrapped in request-id/tracing and HTTP metrics middleware."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Mount, Route
+
+    from emporium.chassis.metrics import HttpMetricsMiddleware, render_metrics
+    from emporium.chassis.tracing import TracingMiddleware
+
+    async def metrics(_: Request) -> Response:
+        payload, content_type = render_metrics()
+        return Response(payload, media_type=content_type)
+
+    async def healthz(_: Request) -> Response:
+        ok, checks = await run_checks(app)
+        body = {"status": "ok" if ok else "fail", "service": app.name, "checks": checks}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    routes: list[Any] = [Route("/metrics", metrics), Route("/healthz", healthz)]
+    if app.http_app is not None:
+        routes.append(Mount("/", app.http_app))
+    inner = Starlette(routes=routes)
+    return TracingMiddleware(HttpMetricsMiddleware(inner, app.name), app.name)

@@ -1,0 +1,67 @@
+"""Small helpers shared by the benchmark scripts: percentiles and a platform launcher."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+
+import httpx
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) by nearest rank; samples need not be sorted."""
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def report(name: str, count: int, seconds: float, latencies_s: Sequence[float]) -> None:
+    ms = [x * 1000 for x in latencies_s]
+    print(
+        f"{name:<44} {count / seconds:>9.0f} req/s   p50 {percentile(ms, 50):7.2f} ms   "
+        f"p99 {percentile(ms, 99):7.2f} ms   (n={count})",
+        flush=True,
+    )
+
+
+@contextlib.contextmanager
+def platform_running(gateway: str, start: bool) -> Iterator[None]:
+    """Use a running platform, or start one (`emporium up`) in a temporary data dir."""
+    if not start:
+        yield
+        return
+    tmp = tempfile.mkdtemp(prefix="emporium-bench-")
+    env = {**os.environ, "EMPORIUM_DATA_DIR": f"{tmp}/var"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emporium", "up", "--data-dir", f"{tmp}/var"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{gateway}/api/v1/health", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.5)
+        else:
+            raise SystemExit("platform did not become healthy")
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)

@@ -1,0 +1,32 @@
+"""Run every benchmark in turn (`make bench`); each prints its own numbers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = [
+    ["grpc_roundtrip.py"],
+    ["bus_throughput.py"],
+    ["outbox_relay.py"],
+    ["rest_roundtrip.py", "--start"],
+]
+
+
+def main() -> int:
+    failed = 0
+    for script, *args in SCRIPTS:
+        path = HERE / script
+        if not path.exists():
+            print(f"# {script}: not present, skipped")
+            continue
+        print(f"\n## {script} {' '.join(args)}", flush=True)
+        failed += subprocess.call([sys.executable, str(path), *args], env=os.environ) != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

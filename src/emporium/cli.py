@@ -1,0 +1,72 @@
+"""The `emporium` command: `up` (the whole platform), `run <service>` (one process),
+`migrate [service ...]` (apply Alembic migrations)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from emporium.chassis.catalog import service
+from emporium.chassis.config import ConfigError, load_settings
+
+RELATIONAL = ("user", "order", "product", "payment", "inventory", "auth")
+
+
+def migrate(names: list[str]) -> int:
+    """Upgrade each relational service's database to head; one clear line on bad config."""
+    from emporium.chassis.migrations import migrate_sync
+
+    for name in names or list(RELATIONAL):
+        if name not in RELATIONAL:
+            print(f"emporium migrate: {name} has no relational database", file=sys.stderr)
+            return 2
+        try:
+            settings = load_settings(name)
+        except ConfigError as exc:
+            print(f"emporium {name}: configuration error: {exc}", file=sys.stderr)
+            return 2
+        migrate_sync(name, settings.database_url)
+        print(f"[emporium] migrated {name}: {_safe_url(settings.database_url)}")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, fit for a terminal."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="emporium", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up_p = sub.add_parser("up", help="migrate, then run all twelve services until Ctrl-C")
+    up_p.add_argument("--data-dir", type=Path, default=Path("var"))
+    up_p.add_argument("--only", nargs="*", help="run only these services")
+    run_p = sub.add_parser("run", help="run one service in the foreground")
+    run_p.add_argument("service")
+    mig_p = sub.add_parser("migrate", help="apply database migrations")
+    mig_p.add_argument("services", nargs="*")
+    args = parser.parse_args(argv)
+
+    if args.command == "run":
+        from emporium.chassis.runtime import run_service
+
+        try:
+            service(args.service)
+        except KeyError as exc:
+            print(f"emporium run: {exc.args[0]}", file=sys.stderr)
+            return 2
+        return run_service(args.service)
+    if args.command == "migrate":
+        return migrate(args.services)
+    from emporium.supervisor import up
+
+    os.environ.setdefault("EMPORIUM_DATA_DIR", str(args.data_dir))
+    code = migrate([])
+    if code:
+        return code
+    return up(args.data_dir, args.only)
+

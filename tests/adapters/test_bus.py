@@ -1,0 +1,352 @@
+"""Contract suite of the event bus port, run against every adapter.
+
+`[embedded]` is the SQLite log in a temporary file; `[kafka]` is the real broker from
+`.ci/backends.sh`. Kafka assigns partitions only after the group join (a few seconds), so
+reads go through `collect`, which keeps fetching until it has what it needs or a time cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from emporium.chassis.bus.base import Consumer, Delivery, EventBus, Message
+from emporium.chassis.bus.embedded import EmbeddedBus
+from emporium.chassis.bus.factory import open_bus
+from tests.backends import backend_url
+
+COLLECT_CAP_SECONDS = 30.0
+MakeConsumer = Callable[..., Awaitable[Consumer]]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+async def collect(consumer: Consumer, count: int) -> list[Delivery]:
+    """Fetch until `count` deliveries arrived (or the cap passed: the caller's assert fails)."""
+    got: list[Delivery] = []
+    deadline = time.monotonic() + COLLECT_CAP_SECONDS
+    while len(got) < count and time.monotonic() < deadline:
+        got += await consumer.fetch(max_records=count - len(got), timeout=0.5)
+    return got
+
+
+def values(deliveries: Sequence[Delivery]) -> list[bytes]:
+    return [d.value for d in deliveries]
+
+
+def batch(topic: str, key: str, n: int, start: int = 0) -> list[Message]:
+    return [Message(topic, key, f"{key}:{i}".encode()) for i in range(start, start + n)]
+
+
+@pytest.fixture(params=["embedded", "kafka"], ids=["embedded", "kafka"])
+def bus_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "embedded":
+        return f"embedded://{tmp_path}/bus.sqlite3"
+    return backend_url("kafka")
+
+
+@pytest.fixture
+async def bus(bus_url: str) -> AsyncIterator[EventBus]:
+    bus = open_bus(bus_url, client_id="test-bus")
+    await bus.start()
+    yield bus
+    await bus.close()
+
+
+@pytest.fixture
+async def make_consumer(bus: EventBus) -> AsyncIterator[MakeConsumer]:
+    """Started consumers, all stopped at the end of the test (stopping twice is fine)."""
+    started: list[Consumer] = []
+
+    async def make(group: str, *topics: str) -> Consumer:
+        consumer = bus.consumer(group, list(topics))
+        await consumer.start()
+        started.append(consumer)
+        return consumer
+
+    yield make
+    for consumer in started:
+        await consumer.stop()
+
+
+async def test_publish_then_consume_in_order(bus: EventBus, make_consumer: MakeConsumer) -> None:
+    topic = unique("t")
+    await bus.publish(batch(topic, "order-1", 5))
+    consumer = await make_consumer(unique("g"), topic)
+
+    got = await collect(consumer, 5)
+
+    assert values(got) == [f"order-1:{i}".encode() for i in range(5)]
+    assert all(d.topic == topic and d.key == "order-1" for d in got)
+    offsets = [d.offset for d in got]
+    assert offsets == sorted(offsets)
+    assert len(set(offsets)) == 5
+
+
+async def test_per_key_order_is_kept_across_a_batch_with_several_keys(
+    bus: EventBus, make_consumer: MakeConsumer
+) -> None:
+    topic = unique("t")
+    keys = [f"sku-{k}" for k in range(6)]
+    published = [Message(topic, key, f"{key}:{i}".encode()) for i in range(8) for key in keys]
+    await bus.publish(published)
+    consumer = await make_consumer(unique("g"), topic)
+
+    got = await collect(consumer, len(published))
+
+    assert len(got) == len(published)
+    for key in keys:
+        assert [d.value for d in got if d.key == key] == [f"{key}:{i}".encode() for i in range(8)]
+
+
+async def test_every_group_sees_every_message(bus: EventBus, make_consumer: MakeConsumer) -> None:
+    topic = unique("t")
+    await bus.publish(batch(topic, "user-1", 4))
+    first = await make_consumer(unique("g"), topic)
+    second = await make_consumer(unique("g"), topic)
+
+    got_first, got_second = await asyncio.gather(collect(first, 4), collect(second, 4))
+
+    expected = [f"user-1:{i}".encode() for i in range(4)]
+    assert values(got_first) == expected
+    assert values(got_second) == expected
+
+
+async def test_a_new_member_resumes_after_the_committed_offset(
+    bus: EventBus, make_consumer: MakeConsumer
+) -> None:
+    topic, group = unique("t"), unique("g")
+    await bus.publish(batch(topic, "order-7", 6))
+    first = await make_consumer(group, topic)
+    got = await collect(first, 6)
+    await first.commit(got[2])
+    await first.stop()
+
+    second = await make_consumer(group, topic)
+    resumed = await collect(second, 3)
+
+    assert values(resumed) == [f"order-7:{i}".encode() for i in range(3, 6)]
+
+
+async def test_uncommitted_messages_are_redelivered_to_the_next_member(
+    bus: EventBus, make_consumer: MakeConsumer
+) -> None:
+    topic, group = unique("t"), unique("g")
+    await bus.publish(batch(topic, "order-9", 3))
+    first = await make_consumer(group, topic)
+    assert len(await collect(first, 3)) == 3
+    await first.stop()  # as after a crash: nothing was committed
+
+    second = await make_consumer(group, topic)
+    again = await collect(second, 3)
+
+    assert values(again) == [f"order-9:{i}".encode() for i in range(3)]
+
+
+async def test_seek_to_committed_redelivers_what_was_fetched_but_not_committed(
+    bus: EventBus, make_consumer: MakeConsumer
+) -> None:
+    topic = unique("t")
+    await bus.publish(batch(topic, "order-3", 4))
+    consumer = await make_consumer(unique("g"), topic)
+    got = await collect(consumer, 4)
+    await consumer.commit(got[0])
+
+    await consumer.seek_to_committed()
+    again = await collect(consumer, 3)
+
+    assert values(again) == [f"order-3:{i}".encode() for i in range(1, 4)]
+
+
+async def test_lag_counts_messages_not_committed(
+    bus: EventBus, make_consumer: MakeConsumer
+) -> None:
+    topic = unique("t")
+    await bus.publish(batch(topic, "order-4", 3))
+    consumer = await make_consumer(unique("g"), topic)
+    got = await collect(consumer, 3)
+    await consumer.commit(got[0])
+
+    assert await consumer.lag() == 2
+
+
+async def test_headers_round_trip_as_bytes(bus: EventBus, make_consumer: MakeConsumer) -> None:
+    topic = unique("t")
+    headers = (("ce_id", b"e-1"), ("ce_type", b"order.created"), ("binary", b"\x00\xff"))
+    await bus.publish([Message(topic, "order-5", b"{}", headers)])
+    consumer = await make_consumer(unique("g"), topic)
+
+    (delivery,) = await collect(consumer, 1)
+
+    assert delivery.headers == headers
+    assert delivery.header("ce_type") == b"order.created"
+    assert delivery.timestamp_ms > 0
+
+
+async def test_fetch_on_an_empty_topic_returns_nothing_after_the_timeout(
+    bus: EventBus, make_consumer: MakeConsumer
+) -> None:
+    consumer = await make_consumer(unique("g"), unique("t"))
+
+    assert await consumer.fetch(timeout=0.2) == []
+
+
+# -- embedded only: several OS processes on one file -------------------------------------
+
+PUBLISHER = """
+import asyncio, sys
+from emporium.chassis.bus.base import Message
+from emporium.chassis.bus.embedded import EmbeddedBus
+
+async def main(path, topic, key, n):
+    bus = EmbeddedBus(path)
+    await bus.start()
+    print("ready", flush=True)
+    sys.stdin.readline()  # both processes start publishing together
+    for start in range(0, n, 2):
+        await bus.publish([Message(topic, key, f"{key}:{i}".encode())
+                           for i in range(start, min(start + 2, n))])
+    await bus.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))
+"""
+
+LEASE_HOLDER = """
+import asyncio, sys
+from emporium.chassis.bus.embedded import EmbeddedBus
+
+async def main(path, group, topic):
+    bus = EmbeddedBus(path, lease_seconds=1.0)
+    consumer = bus.consumer(group, [topic])
+    await consumer.start()
+    while not await consumer.fetch(timeout=0.5):
+        pass
+    print("holding", flush=True)
+    await asyncio.sleep(3600)  # killed by the test, lease never released
+
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
+"""
+
+
+async def run_python(code: str, *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        code,
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_embedded_concurrent_publishers_in_two_processes_lose_nothing(
+    tmp_path: Path,
+) -> None:
+    path, topic, n = str(tmp_path / "bus.sqlite3"), unique("t"), 200
+    procs = [await run_python(PUBLISHER, path, topic, key, str(n)) for key in ("p1", "p2")]
+    for proc in procs:
+        assert proc.stdout is not None
+        assert await asyncio.wait_for(proc.stdout.readline(), 20) == b"ready\n"
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        await proc.stdin.drain()
+    assert [await asyncio.wait_for(p.wait(), 60) for p in procs] == [0, 0]
+
+    bus = EmbeddedBus(path)
+    await bus.start()
+    consumer = bus.consumer(unique("g"), [topic])
+    await consumer.start()
+    try:
+        got = await collect(consumer, 2 * n)
+    finally:
+        await consumer.stop()
+        await bus.close()
+
+    assert [d.offset for d in got] == list(range(2 * n))
+    for key in ("p1", "p2"):
+        assert [d.value for d in got if d.key == key] == [f"{key}:{i}".encode() for i in range(n)]
+
+
+async def test_embedded_second_member_gets_nothing_while_the_first_holds_the_lease(
+    tmp_path: Path,
+) -> None:
+    bus = EmbeddedBus(tmp_path / "bus.sqlite3")
+    await bus.start()
+    topic, group = unique("t"), unique("g")
+    await bus.publish(batch(topic, "order-1", 3))
+    first, second = bus.consumer(group, [topic]), bus.consumer(group, [topic])
+    await first.start()
+    await second.start()
+    try:
+        assert len(await collect(first, 3)) == 3
+        await bus.publish(batch(topic, "order-1", 1, start=3))
+
+        assert await second.fetch(timeout=0.3) == []
+
+        await first.stop()  # releases the lease, nothing committed
+        taken_over = await collect(second, 4)
+        assert values(taken_over) == [f"order-1:{i}".encode() for i in range(4)]
+    finally:
+        await first.stop()
+        await second.stop()
+        await bus.close()
+
+
+async def test_embedded_lease_of_a_killed_member_expires_and_its_messages_are_redelivered(
+    tmp_path: Path,
+) -> None:
+    path, topic, group = tmp_path / "bus.sqlite3", unique("t"), unique("g")
+    bus = EmbeddedBus(path, lease_seconds=1.0)
+    await bus.start()
+    await bus.publish(batch(topic, "order-2", 2))
+    holder = await run_python(LEASE_HOLDER, str(path), group, topic)
+    successor = bus.consumer(group, [topic])
+    try:
+        assert holder.stdout is not None
+        assert await asyncio.wait_for(holder.stdout.readline(), 20) == b"holding\n"
+        await successor.start()
+        assert await successor.fetch(timeout=0.2) == []
+
+        os.kill(holder.pid, signal.SIGKILL)
+        await holder.wait()
+        got = await collect(successor, 2)
+
+        assert values(got) == [b"order-2:0", b"order-2:1"]
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+            await holder.wait()
+        await successor.stop()
+        await bus.close()
+
+
+# -- the factory ---------------------------------------------------------------------------
+
+
+def test_open_bus_picks_the_adapter_by_scheme(tmp_path: Path) -> None:
+    from emporium.chassis.bus.kafka import KafkaBus
+
+    embedded = open_bus(f"embedded://{tmp_path}/bus.sqlite3", client_id="x")
+    assert isinstance(embedded, EmbeddedBus)
+    assert embedded.path == tmp_path / "bus.sqlite3"
+    assert isinstance(open_bus("embedded://var/bus.sqlite3", "x"), EmbeddedBus)
+    kafka = open_bus("kafka://127.0.0.1:1,127.0.0.1:2", client_id="svc")
+    assert isinstance(kafka, KafkaBus)
+    assert kafka.bootstrap_servers == "127.0.0.1:1,127.0.0.1:2"
+    assert kafka.client_id == "svc"
+
+
+def test_open_bus_rejects_an_unknown_scheme() -> None:
+    with pytest.raises(ValueError, match="'rabbitmq'"):
+        open_bus("rabbitmq://localhost", client_id="x")
