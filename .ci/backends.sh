@@ -121,7 +121,7 @@ start_s3() {
     echo $! > "$work/moto.pid"
     wait_port 127.0.0.1 "$S3_PORT" 30
   fi
-  echo "export EMPORIUM_TEST_S3_URL=s3://emporium-test?endpoint_url=http://127.0.0.1:$S3_PORT&region=us-east-1"
+  echo "export EMPORIUM_TEST_S3_URL='s3://emporium-test?endpoint_url=http://127.0.0.1:$S3_PORT&region=us-east-1'"
 }
 
 stop_all() {

@@ -18,8 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from emporium.chassis.bus.base import Consumer, Delivery, EventBus, Message
-from emporium.chassis.bus.embedded import EmbeddedBus
+from emporium.chassis.bus.base import (
+    Consumer,
+    Delivery,
+    EventBus,
+    Message,
+    PartitionRevokedError,
+)
+from emporium.chassis.bus.embedded import EmbeddedBus, EmbeddedConsumer
 from emporium.chassis.bus.factory import open_bus
 from tests.backends import backend_url
 
@@ -107,6 +113,45 @@ async def test_per_key_order_is_kept_across_a_batch_with_several_keys(
     assert len(got) == len(published)
     for key in keys:
         assert [d.value for d in got if d.key == key] == [f"{key}:{i}".encode() for i in range(8)]
+
+
+async def test_keys_spread_over_partitions_and_each_key_stays_in_one(
+    bus: EventBus, make_consumer: MakeConsumer
+) -> None:
+    topic = unique("t")
+    published = [Message(topic, f"user-{k}", b"x") for k in range(30)] * 2
+    await bus.publish(published)
+    consumer = await make_consumer(unique("g"), topic)
+
+    got = await collect(consumer, len(published))
+
+    assert len(got) == len(published)
+    assert len({d.partition for d in got}) > 1
+    for key in {d.key for d in got}:
+        assert len({d.partition for d in got if d.key == key}) == 1
+
+
+async def test_a_commit_covers_earlier_offsets_of_its_partition_only(
+    bus: EventBus, make_consumer: MakeConsumer
+) -> None:
+    topic, group = unique("t"), unique("g")
+    published = [
+        Message(topic, f"sku-{k}", f"{k}:{i}".encode()) for i in range(3) for k in range(12)
+    ]
+    await bus.publish(published)
+    first = await make_consumer(group, topic)
+    got = await collect(first, len(published))
+    last_of_partition = {d.partition: d for d in got}
+    committed_partition, committed = next(iter(last_of_partition.items()))
+    await first.commit(committed)
+    await first.stop()
+
+    second = await make_consumer(group, topic)
+    expected = sorted(values([d for d in got if d.partition != committed_partition]))
+    again = await collect(second, len(expected))
+
+    assert sorted(values(again)) == expected
+    assert await second.fetch(timeout=0.2) == []
 
 
 async def test_every_group_sees_every_message(bus: EventBus, make_consumer: MakeConsumer) -> None:
@@ -273,12 +318,14 @@ async def test_embedded_concurrent_publishers_in_two_processes_lose_nothing(
         await consumer.stop()
         await bus.close()
 
-    assert [d.offset for d in got] == list(range(2 * n))
+    for partition in {d.partition for d in got}:
+        offsets = [d.offset for d in got if d.partition == partition]
+        assert offsets == list(range(len(offsets)))
     for key in ("p1", "p2"):
         assert [d.value for d in got if d.key == key] == [f"{key}:{i}".encode() for i in range(n)]
 
 
-async def test_embedded_second_member_gets_nothing_while_the_first_holds_the_lease(
+async def test_embedded_second_member_takes_over_after_the_first_stops(
     tmp_path: Path,
 ) -> None:
     bus = EmbeddedBus(tmp_path / "bus.sqlite3")
@@ -287,20 +334,92 @@ async def test_embedded_second_member_gets_nothing_while_the_first_holds_the_lea
     await bus.publish(batch(topic, "order-1", 3))
     first, second = bus.consumer(group, [topic]), bus.consumer(group, [topic])
     await first.start()
-    await second.start()
     try:
-        assert len(await collect(first, 3)) == 3
+        got = await collect(first, 3)
+        await first.commit(got[0])
+        await second.start()
         await bus.publish(batch(topic, "order-1", 1, start=3))
 
+        # the first member holds every partition until it gives them back in a fetch or stops
         assert await second.fetch(timeout=0.3) == []
 
-        await first.stop()  # releases the lease, nothing committed
-        taken_over = await collect(second, 4)
-        assert values(taken_over) == [f"order-1:{i}".encode() for i in range(4)]
+        await first.stop()  # releases its leases; 1 and 2 were fetched but not committed
+        taken_over = await collect(second, 3)
+        assert values(taken_over) == [f"order-1:{i}".encode() for i in range(1, 4)]
     finally:
         await first.stop()
         await second.stop()
         await bus.close()
+
+
+async def settle(members: Sequence[EmbeddedConsumer], partitions: int) -> None:
+    """Fetch on every member until their assignments are disjoint and cover the topic."""
+    deadline = time.monotonic() + COLLECT_CAP_SECONDS
+    while time.monotonic() < deadline:
+        for member in members:
+            assert await member.fetch(timeout=0.05) == []
+        held = [member.assignment() for member in members]
+        if all(held) and sum(map(len, held)) == len(set().union(*held)) == partitions:
+            return
+    raise AssertionError(f"no stable split: {[m.assignment() for m in members]}")
+
+
+async def test_embedded_members_of_one_group_split_the_partitions(tmp_path: Path) -> None:
+    bus = EmbeddedBus(tmp_path / "bus.sqlite3", partitions=4)
+    await bus.start()
+    topic, group = unique("t"), unique("g")
+    members = [EmbeddedConsumer(bus.path, group, [topic], default_partitions=4) for _ in "ab"]
+    try:
+        for member in members:
+            await member.start()
+        await settle(members, partitions=4)
+        assignments = [member.assignment() for member in members]
+        published = [
+            Message(topic, f"sku-{k}", f"{k}:{i}".encode()) for i in range(3) for k in range(20)
+        ]
+        await bus.publish(published)
+
+        got: list[list[Delivery]] = [[], []]
+        deadline = time.monotonic() + COLLECT_CAP_SECONDS
+        while sum(map(len, got)) < len(published) and time.monotonic() < deadline:
+            for member, bucket in zip(members, got, strict=True):
+                bucket += await member.fetch(timeout=0.05)
+
+        assert all(got), "both members got messages"
+        for bucket, assigned in zip(got, assignments, strict=True):
+            assert {(d.topic, d.partition) for d in bucket} <= assigned
+        assert sorted(values(got[0] + got[1])) == sorted(m.value for m in published)
+        for member in members:
+            assert await member.fetch(timeout=0.1) == []
+    finally:
+        for member in members:
+            await member.stop()
+        await bus.close()
+
+
+async def test_embedded_commit_on_a_partition_given_to_another_member_is_refused(
+    tmp_path: Path,
+) -> None:
+    bus = EmbeddedBus(tmp_path / "bus.sqlite3")
+    await bus.start()
+    topic, group = unique("t"), unique("g")
+    await bus.publish([Message(topic, f"sku-{k}", b"x") for k in range(12)])
+    first, second = bus.consumer(group, [topic]), bus.consumer(group, [topic])
+    try:
+        await first.start()
+        got = await collect(first, 12)
+        await second.start()
+        assert isinstance(first, EmbeddedConsumer)
+        held_before = first.assignment()
+        deadline = time.monotonic() + COLLECT_CAP_SECONDS
+        while first.assignment() == held_before and time.monotonic() < deadline:
+            assert await first.fetch(timeout=0.05) == []  # gives back the newcomer's share
+        given_away = next(d for d in got if (d.topic, d.partition) not in first.assignment())
+
+        with pytest.raises(PartitionRevokedError):
+            await first.commit(given_away)
+    finally:
+        await bus.close()  # stops both members too
 
 
 async def test_embedded_lease_of_a_killed_member_expires_and_its_messages_are_redelivered(
@@ -345,6 +464,19 @@ def test_open_bus_picks_the_adapter_by_scheme(tmp_path: Path) -> None:
     assert isinstance(kafka, KafkaBus)
     assert kafka.bootstrap_servers == "127.0.0.1:1,127.0.0.1:2"
     assert kafka.client_id == "svc"
+    assert kafka.partitions == 3
+
+
+def test_open_bus_reads_the_partition_count_from_the_url(tmp_path: Path) -> None:
+    from emporium.chassis.bus.kafka import KafkaBus
+
+    embedded = open_bus(f"embedded://{tmp_path}/bus.sqlite3?partitions=5", client_id="x")
+    kafka = open_bus("kafka://127.0.0.1:1?partitions=6&replication_factor=3", client_id="x")
+
+    assert isinstance(embedded, EmbeddedBus)
+    assert (embedded.path, embedded.partitions) == (tmp_path / "bus.sqlite3", 5)
+    assert isinstance(kafka, KafkaBus)
+    assert (kafka.partitions, kafka.replication_factor) == (6, 3)
 
 
 def test_open_bus_rejects_an_unknown_scheme() -> None:

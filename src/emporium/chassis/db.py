@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -21,15 +21,20 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+# Execution option naming how a SQLite transaction begins (default IMMEDIATE, see below).
+_SQLITE_BEGIN = "emporium_sqlite_begin"
+
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An engine for `url`; SQLite files get WAL, a busy timeout and foreign keys on."""
+    """An engine for `url`; SQLite files get WAL, a busy timeout and foreign keys on, and
+    transactions that SQLAlchemy begins itself (see `_sqlite_begin`)."""
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
@@ -43,6 +48,21 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+    # Stop the driver's own implicit BEGIN (it opens a transaction only at the first write,
+    # so a read-then-write unit of work would read outside its transaction and lose
+    # concurrent updates); `_sqlite_begin` emits the BEGIN instead.
+    dbapi_conn.isolation_level = None
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """`BEGIN IMMEDIATE` by default (units of work, `engine.begin()`): the transaction takes
+    the write lock up front, waiting up to the busy timeout, so writers are serialized and a
+    read-then-write cannot lose an update (a deferred transaction upgrading to write would
+    instead fail at once with "database is locked" when another writer committed after its
+    read). `Database.session()`, read-only, begins DEFERRED and runs beside the writer, as
+    WAL allows."""
+    mode = conn.get_execution_options().get(_SQLITE_BEGIN, "IMMEDIATE")
+    conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 def is_postgres(engine: AsyncEngine) -> bool:
@@ -62,8 +82,11 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A read-only session (queries outside any unit of work)."""
+        """A read-only session (queries outside any unit of work; on SQLite it does not wait
+        for the write lock, so it must not write)."""
         async with self.sessions() as session:
+            if self.engine.dialect.name == "sqlite":
+                await session.connection(execution_options={_SQLITE_BEGIN: "DEFERRED"})
             yield session
 
     async def close(self) -> None:

@@ -44,6 +44,13 @@ class Delivery:
         return next((v for k, v in self.headers if k == name), None)
 
 
+class PartitionRevokedError(RuntimeError):
+    """`commit` refused: the delivery's partition now belongs to another member of the group
+    (a rebalance, or this member stalled past its session). Nothing was committed; the new
+    owner redelivers from the committed offset, so the caller just moves on (or calls
+    `seek_to_committed`). Kafka's CommitFailedError, under one name for both adapters."""
+
+
 class Consumer(ABC):
     """One member of a consumer group reading some topics."""
 
@@ -56,7 +63,9 @@ class Consumer(ABC):
 
     @abstractmethod
     async def commit(self, delivery: Delivery) -> None:
-        """Mark `delivery` and everything before it in its partition as handled."""
+        """Mark `delivery` and everything before it in its partition as handled.
+
+        Raises PartitionRevokedError if the partition was reassigned meanwhile."""
 
     @abstractmethod
     async def seek_to_committed(self) -> None:

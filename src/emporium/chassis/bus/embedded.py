@@ -6,12 +6,21 @@ Kafka. One WAL-mode file gives atomic, durable appends (`synchronous=FULL`: `pub
 returns after the commit reached the disk), readers that never block the writer, and a
 place to keep the consumer groups' committed offsets next to the log.
 
-Model: each topic is a single partition (0), so every key keeps its publish order. A
-consumer group reads each topic through at most one member at a time: the member holds a
-lease row `(group, topic)` that it renews while alive (a heartbeat task); another member of
-the group gets nothing from that topic until the lease is released (`stop`) or expires (the
-holder crashed). A member that takes a lease starts from the group's committed offset, so
-whatever the previous holder fetched but did not commit is delivered again.
+Model (Kafka's, simplified):
+- A topic is created on first use with a fixed number of partitions (`bus_topics`; the
+  first creator's count wins). A message goes to partition `crc32(key) % partitions`, and
+  offsets are dense per partition, so the messages of one key keep their publish order.
+- A group's committed offset is per partition: committing delivery N commits everything up
+  to N in that partition. A member that takes a partition starts at the committed offset, so
+  what a previous member fetched but did not commit is delivered again.
+- Group membership: each member keeps a row in `bus_members` alive by a heartbeat (expiry =
+  `lease_seconds`). Partitions of a topic are dealt round-robin over the live members that
+  subscribe to it (sorted by id), and a member reads a partition only while it holds its
+  lease row in `bus_leases` (renewed by the same heartbeat), so no partition is ever read by
+  two members at once. A member gives back partitions that are no longer its own only inside
+  `fetch` (between batches, like Kafka's rebalance inside poll), so a normal rebalance never
+  fails a commit. `stop` deletes the member's rows: the others take over at once. A crashed
+  member's rows expire after `lease_seconds`, and then the others take over.
 """
 
 from __future__ import annotations
@@ -25,29 +34,44 @@ import sqlite3
 import threading
 import time
 import uuid
+import weakref
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from emporium.chassis.bus.base import Consumer, Delivery, EventBus, Headers, Message
+from emporium.chassis.bus.base import (
+    Consumer,
+    Delivery,
+    EventBus,
+    Headers,
+    Message,
+    PartitionRevokedError,
+)
 
 T = TypeVar("T")
+TopicPartition = tuple[str, int]
 log = logging.getLogger(__name__)
 
-PARTITION = 0
+DEFAULT_PARTITIONS = 3
 POLL_INTERVAL_SECONDS = 0.025
 BUSY_TIMEOUT_MS = 30_000
 DEFAULT_LEASE_SECONDS = 10.0
 
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS bus_topics (
+    topic TEXT PRIMARY KEY,
+    partitions INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bus_messages (
     topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
     "offset" INTEGER NOT NULL,
     key TEXT NOT NULL,
     value BLOB NOT NULL,
     headers TEXT NOT NULL,
     timestamp_ms INTEGER NOT NULL,
-    PRIMARY KEY (topic, "offset")
+    PRIMARY KEY (topic, partition, "offset")
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bus_offsets (
     grp TEXT NOT NULL,
@@ -56,19 +80,32 @@ CREATE TABLE IF NOT EXISTS bus_offsets (
     committed INTEGER NOT NULL,
     PRIMARY KEY (grp, topic, partition)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bus_members (
+    grp TEXT NOT NULL,
+    member TEXT NOT NULL,
+    topics TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (grp, member)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bus_leases (
     grp TEXT NOT NULL,
     topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
     owner TEXT NOT NULL,
     expires_ms INTEGER NOT NULL,
-    PRIMARY KEY (grp, topic)
+    PRIMARY KEY (grp, topic, partition)
 ) WITHOUT ROWID;
 """
 
 
-class LeaseLostError(RuntimeError):
-    """A member committed on a topic whose lease another member of its group now holds
+class LeaseLostError(PartitionRevokedError):
+    """A member committed on a partition whose lease another member of its group now holds
     (it stalled past the lease); like Kafka's CommitFailedError after a rebalance."""
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """Stable across processes and runs (unlike `hash()`), so one key keeps one partition."""
+    return zlib.crc32(key.encode("utf-8")) % partitions
 
 
 def _now_ms() -> int:
@@ -99,6 +136,15 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
             time.sleep(POLL_INTERVAL_SECONDS)
 
 
+def _check_layout(conn: sqlite3.Connection) -> None:
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(bus_messages)")}
+    if "partition" not in columns:
+        raise RuntimeError(
+            "the embedded bus file predates partitioned topics; stop the platform and "
+            "delete it (it is a local development log)"
+        )
+
+
 class _Connection:
     """One sqlite3 connection used from worker threads, one call at a time.
 
@@ -117,10 +163,15 @@ class _Connection:
     def _open(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        _enable_wal(conn)
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.executescript(_SCHEMA)  # each statement autocommits; IF NOT EXISTS makes it racy-safe
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            _enable_wal(conn)
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.executescript(_SCHEMA)  # each statement autocommits; IF NOT EXISTS: race-safe
+            _check_layout(conn)
+        except BaseException:
+            conn.close()
+            raise
         self._conn = conn
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -136,17 +187,7 @@ class _Connection:
             return fn(self._conn)
 
     def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def in_transaction(conn: sqlite3.Connection) -> T:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
-
-        return self.read(in_transaction)
+        return self.read(lambda conn: _in_transaction(conn, fn))
 
     async def close(self) -> None:
         def close() -> None:
@@ -158,68 +199,131 @@ class _Connection:
         await asyncio.to_thread(close)
 
 
-def _append(conn: sqlite3.Connection, messages: Sequence[Message]) -> None:
-    """Append in one transaction; offsets are dense per topic, starting at 0."""
-    next_offset: dict[str, int] = {}
+def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
+def _partitions(conn: sqlite3.Connection, topic: str, default: int) -> int:
+    """The topic's partition count, creating the topic with `default` if it is new.
+
+    Call inside a write transaction (the insert must not race another creator's)."""
+    conn.execute(
+        "INSERT INTO bus_topics (topic, partitions) VALUES (?, ?) ON CONFLICT (topic) DO NOTHING",
+        (topic, default),
+    )
+    row = conn.execute("SELECT partitions FROM bus_topics WHERE topic = ?", (topic,)).fetchone()
+    return int(row[0])
+
+
+def _end_offset(conn: sqlite3.Connection, topic: str, partition: int) -> int:
+    row = conn.execute(
+        'SELECT MAX("offset") FROM bus_messages WHERE topic = ? AND partition = ?',
+        (topic, partition),
+    ).fetchone()
+    return 0 if row[0] is None else int(row[0]) + 1
+
+
+def _append(conn: sqlite3.Connection, messages: Sequence[Message], default_partitions: int) -> None:
+    """Append in one (write) transaction; offsets are dense per partition, from 0."""
+    partitions: dict[str, int] = {}
+    next_offset: dict[TopicPartition, int] = {}
     now = _now_ms()
     rows = []
     for m in messages:
-        if m.topic not in next_offset:
-            row = conn.execute(
-                'SELECT MAX("offset") FROM bus_messages WHERE topic = ?', (m.topic,)
-            ).fetchone()
-            next_offset[m.topic] = -1 if row[0] is None else int(row[0])
-        next_offset[m.topic] += 1
-        rows.append(
-            (m.topic, next_offset[m.topic], m.key, m.value, _encode_headers(m.headers), now)
-        )
+        if m.topic not in partitions:
+            partitions[m.topic] = _partitions(conn, m.topic, default_partitions)
+        tp = (m.topic, partition_for(m.key, partitions[m.topic]))
+        if tp not in next_offset:
+            next_offset[tp] = _end_offset(conn, *tp)
+        rows.append((*tp, next_offset[tp], m.key, m.value, _encode_headers(m.headers), now))
+        next_offset[tp] += 1
     conn.executemany(
-        'INSERT INTO bus_messages (topic, "offset", key, value, headers, timestamp_ms) '
-        "VALUES (?, ?, ?, ?, ?, ?)",
+        'INSERT INTO bus_messages (topic, partition, "offset", key, value, headers, '
+        "timestamp_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
 
 
 class EmbeddedBus(EventBus):
-    """The bus over the SQLite log at `path` (several processes may open the same file)."""
+    """The bus over the SQLite log at `path` (several processes may open the same file).
 
-    def __init__(self, path: Path | str, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+    `partitions` applies to the topics this bus creates; `lease_seconds` is how long a
+    crashed consumer's partitions stay blocked before another member takes them."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        *,
+        partitions: int = DEFAULT_PARTITIONS,
+    ) -> None:
+        if partitions < 1:
+            raise ValueError("an embedded bus topic needs at least one partition")
         self.path = Path(path)
         self.lease_seconds = lease_seconds
+        self.partitions = partitions
         self._conn = _Connection(self.path)
+        self._consumers: weakref.WeakSet[EmbeddedConsumer] = weakref.WeakSet()
 
     async def start(self) -> None:
         await self._conn.open()
 
     async def publish(self, messages: Sequence[Message]) -> None:
         if messages:
-            await self._conn.run_write(lambda c: _append(c, messages))
+            await self._conn.run_write(lambda c: _append(c, messages, self.partitions))
 
     def consumer(self, group: str, topics: Sequence[str]) -> Consumer:
-        return EmbeddedConsumer(self.path, group, topics, self.lease_seconds)
+        consumer = EmbeddedConsumer(self.path, group, topics, self.lease_seconds, self.partitions)
+        self._consumers.add(consumer)
+        return consumer
 
     async def close(self) -> None:
+        """Stop the consumers still running (giving back their partitions), then close."""
+        for consumer in list(self._consumers):
+            await consumer.stop()
         await self._conn.close()
 
 
 class EmbeddedConsumer(Consumer):
-    """A member of `group`; reads each topic only while it holds the group's lease on it."""
+    """A member of `group`; reads the partitions it holds a lease on (see the module doc)."""
 
-    def __init__(self, path: Path, group: str, topics: Sequence[str], lease_seconds: float) -> None:
+    def __init__(
+        self,
+        path: Path,
+        group: str,
+        topics: Sequence[str],
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        default_partitions: int = DEFAULT_PARTITIONS,
+    ) -> None:
         self.group = group
         self.topics = list(dict.fromkeys(topics))
         self.member_id = uuid.uuid4().hex
         self._lease_ms = int(lease_seconds * 1000)
+        self._default_partitions = default_partitions
         self._conn = _Connection(path)
-        # topic -> next offset to fetch; present exactly for the topics whose lease we hold
-        self._positions: dict[str, int] = {}
-        self._renewed_ms: dict[str, int] = {}
+        # partition -> next offset to fetch; present exactly for the partitions we hold
+        self._positions: dict[TopicPartition, int] = {}
+        self._wanted: set[TopicPartition] = set()  # our share at the last sync
+        self._members_seen: tuple[str, ...] = ()
+        self._synced_ms = 0
         self._rotation = 0
         self._heartbeat: asyncio.Task[None] | None = None
 
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this member reads now (for tests and diagnostics)."""
+        return set(self._positions)
+
     async def start(self) -> None:
         await self._conn.open()
-        self._heartbeat = asyncio.create_task(self._renew_forever())
+        await self._conn.run_write(lambda c: self._sync(c, release=True))
+        self._heartbeat = asyncio.create_task(self._heartbeat_forever())
 
     async def fetch(self, max_records: int = 100, timeout: float = 0.5) -> list[Delivery]:
         deadline = time.monotonic() + max(timeout, 0.0)
@@ -230,37 +334,39 @@ class EmbeddedConsumer(Consumer):
             await asyncio.sleep(min(POLL_INTERVAL_SECONDS, max(deadline - time.monotonic(), 0)))
 
     async def commit(self, delivery: Delivery) -> None:
+        tp = (delivery.topic, delivery.partition)
+
         def commit(conn: sqlite3.Connection) -> None:
-            if not self._holds(conn, delivery.topic):
-                self._positions.pop(delivery.topic, None)
+            row = conn.execute(
+                "SELECT owner FROM bus_leases WHERE grp = ? AND topic = ? AND partition = ?",
+                (self.group, *tp),
+            ).fetchone()
+            if row is None or row[0] != self.member_id:
+                self._positions.pop(tp, None)
                 raise LeaseLostError(
-                    f"group {self.group!r} lost its lease on {delivery.topic!r}; not committed"
+                    f"group {self.group!r} no longer holds {tp[0]!r}[{tp[1]}]; not committed"
                 )
             conn.execute(
                 "INSERT INTO bus_offsets (grp, topic, partition, committed) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (grp, topic, partition) DO UPDATE SET committed = excluded.committed",
-                (self.group, delivery.topic, delivery.partition, delivery.offset + 1),
+                (self.group, *tp, delivery.offset + 1),
             )
 
         await self._conn.run_write(commit)
 
     async def seek_to_committed(self) -> None:
         def rewind(conn: sqlite3.Connection) -> None:
-            for topic in list(self._positions):
-                self._positions[topic] = self._committed(conn, topic)
+            for tp in list(self._positions):
+                self._positions[tp] = self._committed(conn, tp)
 
         await self._conn.run(rewind)
 
     async def lag(self) -> int:
         def lag(conn: sqlite3.Connection) -> int:
-            total = 0
-            for topic in list(self._positions):
-                row = conn.execute(
-                    'SELECT MAX("offset") FROM bus_messages WHERE topic = ?', (topic,)
-                ).fetchone()
-                end = 0 if row[0] is None else int(row[0]) + 1
-                total += max(end - self._committed(conn, topic), 0)
-            return total
+            return sum(
+                max(_end_offset(conn, *tp) - self._committed(conn, tp), 0)
+                for tp in list(self._positions)
+            )
 
         return await self._conn.run(lag)
 
@@ -271,102 +377,130 @@ class EmbeddedConsumer(Consumer):
                 await self._heartbeat
             self._heartbeat = None
 
-        def release(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "DELETE FROM bus_leases WHERE grp = ? AND owner = ?", (self.group, self.member_id)
-            )
+        def leave(conn: sqlite3.Connection) -> None:
+            args = (self.group, self.member_id)
+            conn.execute("DELETE FROM bus_leases WHERE grp = ? AND owner = ?", args)
+            conn.execute("DELETE FROM bus_members WHERE grp = ? AND member = ?", args)
 
         with contextlib.suppress(RuntimeError):  # never started, or already stopped
-            await self._conn.run_write(release)
+            await self._conn.run_write(leave)
         self._positions.clear()
         await self._conn.close()
 
     # -- inside a worker thread -------------------------------------------------------
 
     def _fetch_once(self, conn: sqlite3.Connection, max_records: int) -> list[Delivery]:
-        """One pass over the topics (starting at a rotating one, so none starves)."""
-        self._rotation = (self._rotation + 1) % max(len(self.topics), 1)
-        ordered = self.topics[self._rotation :] + self.topics[: self._rotation]
+        """Rebalance if needed, then one pass over our partitions (from a rotating start,
+        so none starves)."""
+        if self._needs_sync(conn):
+            _in_transaction(conn, lambda c: self._sync(c, release=True))
+        held = sorted(self._positions)
+        if not held:
+            return []
+        self._rotation = (self._rotation + 1) % len(held)
         out: list[Delivery] = []
-        for topic in ordered:
-            if len(out) >= max_records or not self._claim(conn, topic):
-                continue
+        for tp in held[self._rotation :] + held[: self._rotation]:
+            if len(out) >= max_records:
+                break
             rows = conn.execute(
                 'SELECT "offset", key, value, headers, timestamp_ms FROM bus_messages '
-                'WHERE topic = ? AND "offset" >= ? ORDER BY "offset" LIMIT ?',
-                (topic, self._positions[topic], max_records - len(out)),
+                'WHERE topic = ? AND partition = ? AND "offset" >= ? ORDER BY "offset" LIMIT ?',
+                (*tp, self._positions[tp], max_records - len(out)),
             ).fetchall()
-            for offset, key, value, headers, ts in rows:
-                out.append(
-                    Delivery(
-                        topic, PARTITION, offset, key, bytes(value), _decode_headers(headers), ts
-                    )
-                )
+            out += [
+                Delivery(tp[0], tp[1], offset, key, bytes(value), _decode_headers(headers), ts)
+                for offset, key, value, headers, ts in rows
+            ]
             if rows:
-                self._positions[topic] = int(rows[-1][0]) + 1
+                self._positions[tp] = int(rows[-1][0]) + 1
         return out
 
-    def _claim(self, conn: sqlite3.Connection, topic: str) -> bool:
-        """True if we hold the lease on `topic` (taking it if free or expired).
-
-        A read first, so polling members that do not hold the lease never take the write
-        lock; the take itself is a conditional upsert in a write transaction."""
+    def _needs_sync(self, conn: sqlite3.Connection) -> bool:
+        """Read-only check, so idle members do not take the write lock at every poll: our
+        heartbeat is due, the live members changed, a partition of ours must be given back,
+        or a partition we want has become free."""
         now = _now_ms()
-        if topic in self._positions and now - self._renewed_ms[topic] < self._lease_ms // 3:
+        if now - self._synced_ms >= self._lease_ms // 3 or set(self._positions) - self._wanted:
             return True
-        row = conn.execute(
-            "SELECT owner, expires_ms FROM bus_leases WHERE grp = ? AND topic = ?",
-            (self.group, topic),
-        ).fetchone()
-        if row is not None and row[0] != self.member_id and row[1] > now:
-            self._positions.pop(topic, None)
-            return False
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            taken = conn.execute(
-                "INSERT INTO bus_leases (grp, topic, owner, expires_ms) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (grp, topic) DO UPDATE SET owner = excluded.owner, "
-                "expires_ms = excluded.expires_ms "
-                "WHERE bus_leases.owner = excluded.owner OR bus_leases.expires_ms <= ?",
-                (self.group, topic, self.member_id, now + self._lease_ms, now),
-            ).rowcount
-            committed = self._committed(conn, topic) if taken else 0
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        live = tuple(
+            r[0]
+            for r in conn.execute(
+                "SELECT member FROM bus_members WHERE grp = ? AND expires_ms > ? ORDER BY member",
+                (self.group, now),
+            )
+        )
+        if live != self._members_seen:
+            return True
+        for topic, partition in self._wanted - set(self._positions):
+            row = conn.execute(
+                "SELECT expires_ms FROM bus_leases WHERE grp = ? AND topic = ? AND partition = ?",
+                (self.group, topic, partition),
+            ).fetchone()
+            if row is None or row[0] <= now:
+                return True
+        return False
+
+    def _sync(self, conn: sqlite3.Connection, *, release: bool) -> None:
+        """Heartbeat and rebalance, inside a write transaction: renew our member row, work
+        out our share of every subscribed topic, give back what is no longer ours (only when
+        `release`, i.e. from `fetch`), and take or renew the leases of our share."""
+        now = _now_ms()
+        conn.execute(
+            "INSERT INTO bus_members (grp, member, topics, expires_ms) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (grp, member) DO UPDATE SET expires_ms = excluded.expires_ms",
+            (self.group, self.member_id, json.dumps(self.topics), now + self._lease_ms),
+        )
+        conn.execute("DELETE FROM bus_members WHERE grp = ? AND expires_ms <= ?", (self.group, now))
+        members = conn.execute(
+            "SELECT member, topics FROM bus_members WHERE grp = ? ORDER BY member", (self.group,)
+        ).fetchall()
+        wanted: set[TopicPartition] = set()
+        for topic in self.topics:
+            count = _partitions(conn, topic, self._default_partitions)
+            subscribers = [m for m, topics in members if topic in json.loads(topics)]
+            me = subscribers.index(self.member_id)
+            wanted |= {(topic, p) for p in range(count) if p % len(subscribers) == me}
+        for tp in set(self._positions) - wanted:
+            if release:
+                conn.execute(
+                    "DELETE FROM bus_leases WHERE grp = ? AND topic = ? AND partition = ? "
+                    "AND owner = ?",
+                    (self.group, *tp, self.member_id),
+                )
+                del self._positions[tp]
+        for tp in wanted | set(self._positions):
+            self._take(conn, tp, now)
+        self._wanted = wanted
+        self._members_seen = tuple(m for m, _ in members)
+        self._synced_ms = now
+
+    def _take(self, conn: sqlite3.Connection, tp: TopicPartition, now: int) -> None:
+        """Take or renew the lease of `tp` if it is free, expired or already ours."""
+        taken = conn.execute(
+            "INSERT INTO bus_leases (grp, topic, partition, owner, expires_ms) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (grp, topic, partition) DO UPDATE SET "
+            "owner = excluded.owner, expires_ms = excluded.expires_ms "
+            "WHERE bus_leases.owner = excluded.owner OR bus_leases.expires_ms <= ?",
+            (self.group, *tp, self.member_id, now + self._lease_ms, now),
+        ).rowcount
         if not taken:
-            self._positions.pop(topic, None)
-            return False
-        if topic not in self._positions:  # newly taken: start after the group's commit
-            self._positions[topic] = committed
-        self._renewed_ms[topic] = now
-        return True
+            self._positions.pop(tp, None)
+        elif tp not in self._positions:  # newly taken: start after the group's commit
+            self._positions[tp] = self._committed(conn, tp)
 
-    def _holds(self, conn: sqlite3.Connection, topic: str) -> bool:
-        row = conn.execute(
-            "SELECT owner FROM bus_leases WHERE grp = ? AND topic = ?", (self.group, topic)
-        ).fetchone()
-        return row is not None and row[0] == self.member_id
-
-    def _committed(self, conn: sqlite3.Connection, topic: str) -> int:
+    def _committed(self, conn: sqlite3.Connection, tp: TopicPartition) -> int:
         row = conn.execute(
             "SELECT committed FROM bus_offsets WHERE grp = ? AND topic = ? AND partition = ?",
-            (self.group, topic, PARTITION),
+            (self.group, *tp),
         ).fetchone()
         return 0 if row is None else int(row[0])
 
-    async def _renew_forever(self) -> None:
-        """Keep our leases alive while the member runs, even if fetch is not called often
-        (a slow handler must not let another member take over mid-batch)."""
-
-        def renew(conn: sqlite3.Connection) -> None:
-            for topic in list(self._positions):
-                self._claim(conn, topic)
-
+    async def _heartbeat_forever(self) -> None:
+        """Keep our member row and leases alive while the member runs, even if fetch is not
+        called often (a slow handler must not let another member take over mid-batch)."""
         while True:
             await asyncio.sleep(self._lease_ms / 4000)
             try:
-                await self._conn.run(renew)
-            except sqlite3.Error:  # e.g. disk full: fetch() retries the claim and raises
-                log.warning("bus lease renewal failed for group %s", self.group, exc_info=True)
+                await self._conn.run_write(lambda c: self._sync(c, release=False))
+            except sqlite3.Error:  # e.g. disk full: fetch() retries the sync and raises
+                log.warning("bus heartbeat failed for group %s", self.group, exc_info=True)

@@ -1,8 +1,9 @@
 """Pick the bus adapter from the configured URL, so services never name an adapter.
 
 `embedded:///abs/path/bus.sqlite3` or `embedded://rel/path/bus.sqlite3` -> the SQLite log;
-`kafka://host:port[,host2:port]` -> Kafka (optional query: `?partitions=6&replication_factor=3`
-for the topics the bus creates). The bus is returned not yet started: call `start()`.
+`kafka://host:port[,host2:port]` -> Kafka. Optional query on either:
+`?partitions=6` for the topics the bus creates (default 3), and on Kafka
+`&replication_factor=3`. The bus is returned not yet started: call `start()`.
 """
 
 from __future__ import annotations
@@ -16,20 +17,24 @@ from emporium.chassis.config import url_path
 def open_bus(url: str, client_id: str) -> EventBus:
     """The (not yet started) bus for `url`; `client_id` names this process to the broker."""
     parts = urlsplit(url)
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     if parts.scheme == "embedded":
-        from emporium.chassis.bus.embedded import EmbeddedBus
+        from emporium.chassis.bus.embedded import DEFAULT_PARTITIONS, EmbeddedBus
 
-        return EmbeddedBus(url_path(url.split("?", 1)[0]))
+        return EmbeddedBus(
+            url_path(url.split("?", 1)[0]),
+            partitions=int(query.get("partitions", DEFAULT_PARTITIONS)),
+        )
     if parts.scheme == "kafka":
-        from emporium.chassis.bus.kafka import DEFAULT_PARTITIONS, KafkaBus
+        from emporium.chassis.bus.kafka import DEFAULT_PARTITIONS as KAFKA_PARTITIONS
+        from emporium.chassis.bus.kafka import KafkaBus
 
         if not parts.netloc:
             raise ValueError(f"kafka bus URL without bootstrap servers: {url!r}")
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         return KafkaBus(
             parts.netloc,
             client_id=client_id,
-            partitions=int(query.get("partitions", DEFAULT_PARTITIONS)),
+            partitions=int(query.get("partitions", KAFKA_PARTITIONS)),
             replication_factor=int(query.get("replication_factor", 1)),
         )
     raise ValueError(

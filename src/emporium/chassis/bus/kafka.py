@@ -2,10 +2,17 @@
 
 The producer is idempotent with `acks="all"`, so a retried send never duplicates or reorders
 a partition, and `publish` awaits every broker acknowledgement before returning (the outbox
-relay marks rows published only after that). Messages are keyed by aggregate id, so the
-default (murmur2, same as the Java client) partitioner keeps one aggregate's events in one
-partition, in order. Consumers never auto-commit: offsets are committed by the caller after
-its own transaction, which is what makes redelivery after a crash safe.
+relay marks rows published only after that). Retries are the producer's own: a batch that
+fails with a retriable error (leader change, broker restart, timeout) is resent every
+`retry_backoff_ms` until it is `request_timeout_ms` old; only then does `publish` raise, and
+the outbox relay tries again later (the idempotent producer keeps resends from duplicating).
+
+Messages are keyed by aggregate id, so the default (murmur2, as in the Java client)
+partitioner keeps one aggregate's events in one partition, in order. Consumers never
+auto-commit: offsets are committed by the caller after its own transaction (committing
+delivery N commits everything up to N in its partition), which is what makes redelivery
+after a crash safe. A commit on a partition the group moved to another member raises
+`PartitionRevokedError`.
 
 Topics are created explicitly (`ensure_topics`) before the first produce or subscribe: with
 broker-side auto-creation alone, a consumer that subscribes before the topic exists waits a
@@ -15,6 +22,8 @@ metadata refresh before it sees any partition.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -25,9 +34,15 @@ from aiokafka import (
     TopicPartition,
 )
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    for_code,
+)
 
-from emporium.chassis.bus.base import Consumer, Delivery, EventBus, Message
+from emporium.chassis.bus.base import Consumer, Delivery, EventBus, Message, PartitionRevokedError
 
 DEFAULT_PARTITIONS = 3
 METADATA_MAX_AGE_MS = 5_000
@@ -53,6 +68,7 @@ class KafkaBus(EventBus):
         self._producer: Any = None
         self._known_topics: set[str] = set()
         self._topics_lock = asyncio.Lock()
+        self._consumers: weakref.WeakSet[KafkaConsumer] = weakref.WeakSet()
 
     async def start(self) -> None:
         producer = AIOKafkaProducer(
@@ -109,9 +125,15 @@ class KafkaBus(EventBus):
         await asyncio.gather(*acks)
 
     def consumer(self, group: str, topics: Sequence[str]) -> Consumer:
-        return KafkaConsumer(self, group, topics)
+        consumer = KafkaConsumer(self, group, topics)
+        self._consumers.add(consumer)
+        return consumer
 
     async def close(self) -> None:
+        """Stop the consumers still running (leaving their groups), then flush the producer."""
+        for consumer in list(self._consumers):
+            with contextlib.suppress(KafkaError):
+                await consumer.stop()
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
@@ -177,7 +199,12 @@ class KafkaConsumer(Consumer):
 
     async def commit(self, delivery: Delivery) -> None:
         tp = TopicPartition(delivery.topic, delivery.partition)
-        await self._running().commit({tp: delivery.offset + 1})
+        try:
+            await self._running().commit({tp: delivery.offset + 1})
+        except (CommitFailedError, IllegalStateError) as exc:
+            raise PartitionRevokedError(
+                f"group {self.group!r} no longer owns {tp.topic!r}[{tp.partition}]: {exc}"
+            ) from exc
 
     async def seek_to_committed(self) -> None:
         consumer = self._running()

@@ -23,6 +23,9 @@ JSON = "application/json"
 
 # Headers that must be present for a delivery to be an event (others are optional).
 _REQUIRED = ("ce_specversion", "ce_id", "ce_source", "ce_type")
+_KNOWN = frozenset(
+    (*_REQUIRED, "ce_time", "ce_subject", "content-type", "traceparent", "tracestate")
+)
 
 
 @dataclass
@@ -47,6 +50,10 @@ class Event:
     traceparent: str | None = None
     tracestate: str | None = None
 
+    def header_map(self) -> dict[str, str]:
+        """All binary-mode headers as text (what `tracing.extract_headers` reads from)."""
+        return {name: raw.decode() for name, raw in event_headers(self)}
+
     def trace_headers(self) -> dict[str, str]:
         """The W3C trace context carried with the event (empty when untraced)."""
         out: dict[str, str] = {}
@@ -65,6 +72,7 @@ def format_time(moment: datetime) -> str:
 
 
 def parse_time(text: str) -> datetime:
+    """Parse RFC 3339 (`Z` or an offset); a time without zone is taken as UTC."""
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -90,14 +98,18 @@ def event_headers(event: Event) -> Headers:
 
 
 def to_message(topic: str, event: Event) -> Message:
+    """The bus message of `event`: key = subject, value = JSON data, attributes as headers."""
     return Message(
         topic=topic, key=event.subject, value=encode_data(event.data), headers=event_headers(event)
     )
 
 
 def from_headers(headers: Headers, value: bytes, key: str = "") -> Event:
-    """Rebuild an Event from binary-mode headers and the JSON value; EnvelopeError if invalid."""
-    found = {name: raw for name, raw in headers}
+    """Rebuild an Event from binary-mode headers and the JSON value; EnvelopeError if invalid.
+
+    Only the CloudEvents and trace headers are decoded: other headers (e.g. a binary one added
+    by some tool) are ignored rather than turning a good event into a poison message."""
+    found = {name: raw for name, raw in headers if name in _KNOWN}
     missing = [name for name in _REQUIRED if name not in found]
     if missing:
         raise EnvelopeError(f"not a CloudEvent: missing header(s) {', '.join(missing)}")
@@ -133,4 +145,5 @@ def from_delivery(delivery: Delivery) -> Event:
 
 
 def from_message(message: Message) -> Event:
+    """The Event a producer is about to publish (tests and tools)."""
     return from_headers(message.headers, message.value, message.key)

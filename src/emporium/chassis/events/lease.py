@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Table, select, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -44,7 +45,7 @@ class Lease(ABC):
 class AdvisoryLockLease(Lease):
     """`pg_try_advisory_lock(hashtext(name))` on a connection kept open while active."""
 
-    def __init__(self, engine: AsyncEngine, name: str, check_every: float = 5.0) -> None:
+    def __init__(self, engine: AsyncEngine, name: str, check_every: float = 1.0) -> None:
         self._engine = engine
         self._name = name
         self._check_every = check_every
@@ -110,7 +111,10 @@ class AdvisoryLockLease(Lease):
 
 
 class TableLease(Lease):
-    """A row (name, holder, expires_at) taken over only when free or expired, renewed at ttl/3."""
+    """A row (name, holder, expires_at) taken over only when free or expired, renewed at ttl/3.
+
+    Meant for SQLite (it also works on PostgreSQL, where the advisory lock is better: it is
+    released the moment the holder's connection dies instead of after `ttl`)."""
 
     def __init__(
         self, engine: AsyncEngine, table: Table, name: str, holder: str, ttl: float = 10.0
@@ -128,7 +132,8 @@ class TableLease(Lease):
         started = time.monotonic()
         now = datetime.now(UTC)
         t = self._table
-        stmt = sqlite_insert(t).values(
+        insert = postgresql_insert if self._engine.dialect.name == "postgresql" else sqlite_insert
+        stmt = insert(t).values(
             name=self._name, holder=self.holder, expires_at=now + timedelta(seconds=self._ttl)
         )
         stmt = stmt.on_conflict_do_update(
@@ -147,6 +152,4 @@ class TableLease(Lease):
         self._renew_at = 0.0
         t = self._table
         async with self._engine.begin() as conn:
-            await conn.execute(
-                t.delete().where(t.c.name == self._name, t.c.holder == self.holder)
-            )
+            await conn.execute(t.delete().where(t.c.name == self._name, t.c.holder == self.holder))

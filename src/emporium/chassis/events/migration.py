@@ -19,7 +19,7 @@ from emporium.chassis.events.tables import (
 
 
 def create_event_tables(op: Any) -> None:
-    """Create outbox (with its published_at index), inbox and lease tables via `alembic.op`."""
+    """Create outbox (with its unpublished-rows index), inbox and lease tables via `alembic.op`."""
     op.create_table(OUTBOX, *outbox_columns(OUTBOX))
     op.create_table(INBOX, *inbox_columns(INBOX))
     op.create_table(LEASE, *lease_columns(LEASE))

@@ -2,8 +2,9 @@
 
 The outbox columns follow Debezium's outbox event router (`id`, `aggregatetype`,
 `aggregateid`, `type`, `payload`) so log-tailing CDC can replace the built-in relay without a
-migration; `seq` gives the relay a monotonic publish order, `headers` carries the trace
-context, `published_at` is what the relay sets once the broker acknowledged the row.
+migration (`topic` is the router's `route.by.field`); `seq` gives the relay a monotonic
+publish order, `headers` carries the CloudEvents source and the trace context,
+`published_at` is what the relay sets once the broker acknowledged the row.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.sql.schema import SchemaItem
 
@@ -43,7 +45,14 @@ def outbox_columns(name: str = OUTBOX) -> list[SchemaItem]:
         Column("headers", Text, nullable=False, default="{}"),
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("published_at", DateTime(timezone=True), nullable=True),
-        Index(f"ix_{name}_published_at", "published_at"),
+        # The relay's only query: unpublished rows in seq order. A partial index stays as small
+        # as the backlog however long published rows are kept.
+        Index(
+            f"ix_{name}_unpublished",
+            "seq",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
+        ),
     ]
 
 
@@ -77,3 +86,13 @@ def inbox_table(metadata: MetaData, name: str = INBOX) -> Table:
 def lease_table(metadata: MetaData, name: str = LEASE) -> Table:
     """Named leases with an expiry: the relay's single-active guard on SQLite."""
     return Table(name, metadata, *lease_columns(name))
+
+
+# The default tables, for code that only needs to read and write them (`add_event`, the relay,
+# the inbox): a schema definition, not a connection, so it is safe to build at import time.
+# A service adds its own copies to its MetaData with `outbox_table(metadata)` etc. (or its
+# Alembic migration calls `migration.create_event_tables`); both describe the same tables.
+EVENT_METADATA = MetaData()
+OUTBOX_TABLE = outbox_table(EVENT_METADATA)
+INBOX_TABLE = inbox_table(EVENT_METADATA)
+LEASE_TABLE = lease_table(EVENT_METADATA)

@@ -1,0 +1,293 @@
+"""Event consumers: decode, apply once (inbox), commit the offset, park poison messages.
+
+For each delivery, in order:
+1. Decode the CloudEvent. A record that is not one goes straight to the dead-letter topic.
+2. Continue the producer's trace (headers) in a CONSUMER span and let the inbox run the
+   handler at most once for (group, event id), committing its effect.
+3. Commit the bus offset only after that commit, so a crash in between means a redelivery,
+   which the inbox turns into a no-op.
+
+A handler that raises is retried with exponential backoff (jittered) up to `max_attempts`;
+then the original record (value and headers, plus `x-dlq-*` headers saying why) is published
+to `<topic>.dlq` and its offset committed, so one bad message never blocks its partition.
+One dead-letter topic per source topic (not per group): operators look in one place per
+topic, and `x-dlq-group` says which consumer gave up. Failures of the infrastructure itself
+(database or network unreachable, a dependency UNAVAILABLE) are not the message's fault: they
+are never dead-lettered; the loop backs off and the message is delivered again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from opentelemetry import trace
+from pydantic import ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from emporium.chassis.bus.base import Consumer, Delivery, EventBus, Message
+from emporium.chassis.db import Database
+from emporium.chassis.errors import DomainError, ErrorCode
+from emporium.chassis.events._trace import extract_headers, tracer
+from emporium.chassis.events.envelope import EnvelopeError, Event, format_time, from_delivery
+from emporium.chassis.events.inbox import Handler, Inbox, RelationalInbox, StoreIdempotentInbox
+from emporium.chassis.events.outbox import now_utc
+from emporium.chassis.metrics import CONSUMER_LAG, EVENTS_CONSUMED
+from emporium.chassis.runtime import StopSignal
+
+log = logging.getLogger(__name__)
+
+DLQ_SUFFIX = ".dlq"
+LAG_REFRESH_SECONDS = 5.0
+MAX_LOOP_BACKOFF_SECONDS = 15.0
+
+PROCESSED = "processed"
+DUPLICATE = "duplicate"
+RETRIED = "retried"
+DEAD_LETTERED = "dead_lettered"
+
+
+def dead_letter_topic(topic: str) -> str:
+    """Where a consumer parks the records of `topic` it cannot handle."""
+    return f"{topic}{DLQ_SUFFIX}"
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delay before retry n (1-based): initial * multiplier**(n-1), capped, +-jitter."""
+
+    initial: float = 0.2
+    multiplier: float = 2.0
+    maximum: float = 5.0
+    jitter: float = 0.2  # fraction of the delay, drawn uniformly in [-jitter, +jitter]
+
+    def delay(self, retry: int) -> float:
+        base = min(self.initial * self.multiplier ** max(retry - 1, 0), self.maximum)
+        return max(base * (1 + random.uniform(-self.jitter, self.jitter)), 0.0)
+
+
+def is_poison(exc: BaseException) -> bool:
+    """Errors that no retry can fix: go to the dead letters at once."""
+    if isinstance(exc, ValidationError):
+        return True
+    return isinstance(exc, DomainError) and exc.code == ErrorCode.INVALID_ARGUMENT
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors of the infrastructure, not of the message: never dead-lettered."""
+    if isinstance(exc, DomainError):
+        return exc.code in (ErrorCode.UNAVAILABLE, ErrorCode.DEADLINE_EXCEEDED)
+    return isinstance(exc, OperationalError | InterfaceError | ConnectionError | TimeoutError)
+
+
+class EventConsumer:
+    """One member of consumer group `group` of `service`, applying `handler` to `topics`."""
+
+    def __init__(
+        self,
+        database: Database | None,
+        bus: EventBus,
+        service: str,
+        group: str,
+        topics: Sequence[str],
+        handler: Handler,
+        *,
+        inbox: Inbox | None = None,
+        max_attempts: int = 5,
+        backoff: Backoff | None = None,
+        batch_size: int = 100,
+        poll_timeout: float = 0.5,
+    ) -> None:
+        if inbox is None:
+            inbox = RelationalInbox(database) if database is not None else StoreIdempotentInbox()
+        self.bus = bus
+        self.service = service
+        self.group = group
+        self.topics = list(topics)
+        self.handler = handler
+        self.inbox = inbox
+        self.max_attempts = max(max_attempts, 1)
+        self.backoff = backoff or Backoff()
+        self.batch_size = batch_size
+        self.poll_timeout = poll_timeout
+        self._consumer: Consumer | None = None
+        self._lag_at = 0.0
+        self._lag_label = self.topics[0] if len(self.topics) == 1 else "+".join(self.topics)
+
+    async def start(self) -> None:
+        if self._consumer is None:
+            consumer = self.bus.consumer(self.group, self.topics)
+            await consumer.start()
+            self._consumer = consumer
+
+    async def close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def run(self, stop: StopSignal) -> None:
+        """Consume until `stop` (the runtime's background task form)."""
+        failures = 0
+        try:
+            while not stop.is_set():
+                try:
+                    await self.start()
+                    await self.poll_once(stop)
+                    failures = 0
+                except Exception:
+                    failures += 1
+                    delay = self.backoff.delay(failures)
+                    log.warning(
+                        "consumer round failed; redelivering after backoff",
+                        exc_info=True,
+                        extra={"group": self.group, "retry_in_s": delay},
+                    )
+                    await self._rewind()
+                    await stop.wait(min(delay, MAX_LOOP_BACKOFF_SECONDS))
+        finally:
+            await self.close()
+
+    async def poll_once(self, stop: StopSignal | None = None) -> int:
+        """Fetch one batch, handle it in order, commit offsets; deliveries finished."""
+        consumer = self._started()
+        deliveries = await consumer.fetch(self.batch_size, self.poll_timeout)
+        done: dict[tuple[str, int], Delivery] = {}
+        handled = 0
+        for delivery in deliveries:
+            if not await self.handle(delivery, stop):
+                break  # stopping in the middle of a backoff: leave the rest uncommitted
+            done[(delivery.topic, delivery.partition)] = delivery
+            handled += 1
+        for last in done.values():
+            await consumer.commit(last)
+        if handled < len(deliveries):
+            await consumer.seek_to_committed()
+        await self._refresh_lag(consumer)
+        return handled
+
+    async def handle(self, delivery: Delivery, stop: StopSignal | None = None) -> bool:
+        """Apply one delivery (or dead-letter it); False only if `stop` interrupted it."""
+        try:
+            event = from_delivery(delivery)
+        except EnvelopeError as exc:
+            await self.dead_letter(delivery, exc, attempts=0)
+            return True
+        attempt = 0
+        while True:
+            attempt += 1
+            error = await self._attempt(delivery, event)
+            if error is None:
+                return True
+            if is_poison(error):
+                break
+            if attempt >= self.max_attempts:
+                if is_transient(error):
+                    raise error  # not the message's fault: redeliver later, never park it
+                break
+            self._count(delivery, RETRIED)
+            delay = self.backoff.delay(attempt)
+            log.warning(
+                "event handler failed; retrying",
+                extra={
+                    "group": self.group,
+                    "event_id": event.id,
+                    "attempt": attempt,
+                    "retry_in_s": round(delay, 3),
+                    "error": repr(error),
+                },
+            )
+            if stop is not None:
+                if await stop.wait(delay):
+                    return False
+            else:
+                await asyncio.sleep(delay)
+        await self.dead_letter(delivery, error, attempts=attempt)
+        return True
+
+    async def _attempt(self, delivery: Delivery, event: Event) -> Exception | None:
+        """Run the handler once through the inbox inside a CONSUMER span."""
+        context = extract_headers(event.header_map())
+        with tracer().start_as_current_span(
+            f"{delivery.topic} process",
+            context=context,
+            kind=trace.SpanKind.CONSUMER,
+            record_exception=False,
+            set_status_on_exception=False,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": delivery.topic,
+                "messaging.consumer.group.name": self.group,
+                "messaging.message.id": event.id,
+                "cloudevents.event_type": event.type,
+                "cloudevents.event_subject": event.subject,
+            },
+        ) as span:
+            try:
+                applied = await self.inbox.apply_once(self.group, event, self.handler)
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, repr(exc)))
+                return exc
+            span.set_attribute("emporium.duplicate", not applied)
+        self._count(delivery, PROCESSED if applied else DUPLICATE)
+        return None
+
+    async def dead_letter(self, delivery: Delivery, error: BaseException, attempts: int) -> None:
+        """Publish the original record to `<topic>.dlq` with why and where it came from."""
+        extra = (
+            ("x-dlq-error", f"{type(error).__name__}: {error}"[:1000]),
+            ("x-dlq-group", self.group),
+            ("x-dlq-service", self.service),
+            ("x-dlq-topic", delivery.topic),
+            ("x-dlq-partition", str(delivery.partition)),
+            ("x-dlq-offset", str(delivery.offset)),
+            ("x-dlq-attempts", str(attempts)),
+            ("x-dlq-time", format_time(now_utc())),
+        )
+        headers = delivery.headers + tuple((k, v.encode()) for k, v in extra)
+        message = Message(dead_letter_topic(delivery.topic), delivery.key, delivery.value, headers)
+        await self.bus.publish([message])
+        log.error(
+            "event parked in the dead-letter topic",
+            extra={
+                "group": self.group,
+                "topic": delivery.topic,
+                "offset": delivery.offset,
+                "dlq": message.topic,
+                "error": repr(error),
+            },
+        )
+        self._count(delivery, DEAD_LETTERED)
+
+    def _count(self, delivery: Delivery, outcome: str) -> None:
+        EVENTS_CONSUMED.labels(self.service, self.group, delivery.topic, outcome).inc()
+
+    async def _refresh_lag(self, consumer: Consumer) -> None:
+        now = time.monotonic()
+        if now - self._lag_at < LAG_REFRESH_SECONDS:
+            return
+        self._lag_at = now
+        try:
+            lag = await consumer.lag()
+        except Exception:
+            log.debug("consumer lag unavailable", exc_info=True)
+            return
+        CONSUMER_LAG.labels(self.service, self.group, self._lag_label).set(lag)
+
+    async def _rewind(self) -> None:
+        if self._consumer is None:
+            return
+        try:
+            await self._consumer.seek_to_committed()
+        except Exception:
+            log.warning("cannot rewind the consumer; restarting it", exc_info=True)
+            await self.close()
+
+    def _started(self) -> Consumer:
+        if self._consumer is None:
+            raise RuntimeError("EventConsumer.poll_once before start()")
+        return self._consumer

@@ -1,0 +1,34 @@
+"""`order.completed`: produced by payment-service (through its outbox) once a charge for an
+order reached a final state.
+
+Consumed by order (saga step: mark PAID or compensate), notification and analytics.
+Key: order id.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import Field
+
+from emporium.contracts.events.base import EventModel
+
+TOPIC = "order.completed"
+
+
+class PaymentStatus(StrEnum):
+    CAPTURED = "captured"
+    DECLINED = "declined"
+
+
+class OrderCompletedV1(EventModel):
+    TOPIC = TOPIC
+    VERSION = 1
+    KEY_FIELD = "order_id"
+
+    order_id: str = Field(min_length=1)
+    payment_id: str = Field(min_length=1)
+    amount: Decimal = Field(ge=0)
+    currency: str = Field(default="USD", min_length=3, max_length=3)
+    status: PaymentStatus

@@ -1,0 +1,27 @@
+"""Wiring of order-service: opens its ports, registers the gRPC servicer and the
+readiness checks, and closes everything at shutdown."""
+
+from __future__ import annotations
+
+from emporium.chassis.config import ServiceSettings
+from emporium.chassis.db import Database
+from emporium.chassis.runtime import GrpcRegistration, ServiceApp
+from emporium.contracts.rpc.order.v1 import order_pb2_grpc
+from emporium.services.order import store
+from emporium.services.order.rpc import SERVICE_NAME, OrderServicer
+
+
+async def build(settings: ServiceSettings) -> ServiceApp:
+    """Everything order-service runs; nothing is connected before this is called."""
+    app = ServiceApp(name=settings.name, settings=settings)
+    db = Database(settings.database_url)
+    app.on_stop.append(db.close)
+    app.checks["database"] = lambda: store.ping(db)
+    app.grpc_services.append(
+        GrpcRegistration(
+            add_to_server=order_pb2_grpc.add_OrderServiceServicer_to_server,
+            servicer=OrderServicer(db),  # type: ignore[abstract]  # unwritten RPCs answer UNIMPLEMENTED
+            service_name=SERVICE_NAME,
+        )
+    )
+    return app

@@ -1,0 +1,7 @@
+"""Alembic environment of product-service: its MetaData, run by the shared chassis code
+(`emporium.chassis.migrations`), on SQLite and PostgreSQL alike."""
+
+from emporium.chassis.migrations import run_env
+from emporium.services.product.store import metadata
+
+run_env(metadata)

@@ -1,0 +1,226 @@
+"""Contract suite of the relational port (`emporium.chassis.db`), run against every adapter.
+
+`[sqlite]` is a file in a temporary directory; `[postgresql]` is a fresh database created on
+the real server from `.ci/backends.sh` for this module and dropped at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from emporium.chassis.config import normalize_database_url
+from emporium.chassis.db import Database, is_postgres
+from tests.backends import backend_url
+
+WRITERS = 8
+WRITES_EACH = 10
+
+
+def _asyncpg_dsn(url: str, database: str) -> str:
+    """The libpq-style DSN asyncpg wants, for `database` on the server of `url`."""
+    parsed = make_url(url).set(drivername="postgresql", database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="module")
+def postgres_database() -> Iterator[str]:
+    """A fresh database on the real server, dropped after this module (servers are shared)."""
+    server = normalize_database_url(backend_url("postgresql"))
+    name = f"emporium_store_{uuid.uuid4().hex[:12]}"
+    admin = _asyncpg_dsn(server, make_url(server).database or "postgres")
+
+    async def admin_sql(sql: str) -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return normalize_database_url(f"sqlite:///{tmp_path}/store.sqlite3")
+    url: str = request.getfixturevalue("postgres_database")
+    return url
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+async def table(db: Database) -> str:
+    """A table of this test's own (the PostgreSQL database is shared by the module)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    async with db.unit_of_work() as uow:
+        await uow.session.execute(
+            text(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, note TEXT NOT NULL)")
+        )
+        await uow.commit()
+    return name
+
+
+async def notes(db: Database, table: str) -> list[str]:
+    async with db.session() as session:
+        result = await session.execute(text(f"SELECT note FROM {table} ORDER BY id"))
+        return [row[0] for row in result]
+
+
+async def insert(db: Database, table: str, id_: int, note: str, *, commit: bool) -> None:
+    async with db.unit_of_work() as uow:
+        await uow.session.execute(
+            text(f"INSERT INTO {table} (id, note) VALUES (:id, :note)"), {"id": id_, "note": note}
+        )
+        if commit:
+            await uow.commit()
+
+
+async def test_unit_of_work_commits_on_commit(db: Database, table: str) -> None:
+    await insert(db, table, 1, "kept", commit=True)
+
+    assert await notes(db, table) == ["kept"]
+
+
+async def test_unit_of_work_rolls_back_without_commit(db: Database, table: str) -> None:
+    await insert(db, table, 1, "dropped", commit=False)
+
+    assert await notes(db, table) == []
+
+
+async def test_unit_of_work_rolls_back_on_exception(db: Database, table: str) -> None:
+    class Boom(Exception):
+        pass
+
+    async def fail_midway() -> None:
+        async with db.unit_of_work() as uow:
+            await uow.session.execute(text(f"INSERT INTO {table} (id, note) VALUES (1, 'dropped')"))
+            raise Boom
+
+    with pytest.raises(Boom):
+        await fail_midway()
+
+    assert await notes(db, table) == []
+
+
+async def test_a_failed_statement_leaves_no_partial_write(db: Database, table: str) -> None:
+    await insert(db, table, 1, "first", commit=True)
+
+    async def second_insert_fails() -> None:
+        async with db.unit_of_work() as uow:
+            await uow.session.execute(text(f"INSERT INTO {table} (id, note) VALUES (2, 'x')"))
+            await uow.session.execute(text(f"INSERT INTO {table} (id, note) VALUES (1, 'y')"))
+            await uow.commit()
+
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+        await second_insert_fails()
+
+    assert await notes(db, table) == ["first"]
+
+
+async def test_unit_of_work_outside_its_block_is_an_error(db: Database) -> None:
+    uow = db.unit_of_work()
+
+    with pytest.raises(RuntimeError, match="outside"):
+        _ = uow.session
+
+
+async def test_concurrent_writers_all_succeed(database_url: str, table: str) -> None:
+    """Two engines (as two processes would have) writing at once: on SQLite, WAL plus the busy
+    timeout make writers wait for each other instead of failing with "database is locked"."""
+    engines = [Database(database_url), Database(database_url)]
+
+    async def writer(n: int) -> None:
+        db = engines[n % 2]
+        for i in range(WRITES_EACH):
+            async with db.unit_of_work() as uow:
+                await uow.session.execute(text(f"SELECT COUNT(*) FROM {table}"))
+                await uow.session.execute(
+                    text(f"INSERT INTO {table} (id, note) VALUES (:id, 'w')"),
+                    {"id": n * WRITES_EACH + i},
+                )
+                await uow.commit()
+
+    try:
+        await asyncio.gather(*(writer(n) for n in range(WRITERS)))
+        assert len(await notes(engines[0], table)) == WRITERS * WRITES_EACH
+    finally:
+        for engine in engines:
+            await engine.close()
+
+
+async def test_sqlite_read_modify_write_transactions_do_not_lose_updates(tmp_path: Path) -> None:
+    """A unit of work that reads then writes is isolated on SQLite (it takes the write lock
+    when it begins), so concurrent increments through two engines all count. (PostgreSQL
+    needs `SELECT ... FOR UPDATE` for this, which is the repositories' business.)"""
+    database_url = normalize_database_url(f"sqlite:///{tmp_path}/counter.sqlite3")
+    engines = [Database(database_url), Database(database_url)]
+    async with engines[0].unit_of_work() as uow:
+        await uow.session.execute(text("CREATE TABLE counter (id INTEGER PRIMARY KEY, n INT)"))
+        await uow.session.execute(text("INSERT INTO counter VALUES (1, 0)"))
+        await uow.commit()
+
+    async def increment(db: Database) -> None:
+        async with db.unit_of_work() as uow:
+            n = (await uow.session.execute(text("SELECT n FROM counter WHERE id = 1"))).scalar_one()
+            await asyncio.sleep(0)  # let the other writers interleave
+            await uow.session.execute(text("UPDATE counter SET n = :n WHERE id = 1"), {"n": n + 1})
+            await uow.commit()
+
+    try:
+        await asyncio.gather(*(increment(engines[i % 2]) for i in range(WRITERS * WRITES_EACH)))
+        async with engines[0].session() as session:
+            total = (await session.execute(text("SELECT n FROM counter"))).scalar()
+        assert total == WRITERS * WRITES_EACH
+    finally:
+        for engine in engines:
+            await engine.close()
+
+
+async def test_the_engine_speaks_the_adapter_it_was_given(db: Database, database_url: str) -> None:
+    assert is_postgres(db.engine) == database_url.startswith("postgresql")
+    async with db.session() as session:
+        assert (await session.execute(text("SELECT 1"))).scalar() == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "normalized"),
+    [
+        ("postgresql://u:p@db:5432/orders", "postgresql+asyncpg://u:p@db:5432/orders"),
+        ("postgres://db/orders", "postgresql+asyncpg://db/orders"),
+        ("postgresql+asyncpg://db/orders", "postgresql+asyncpg://db/orders"),
+        ("sqlite:///var/order.sqlite3", "sqlite+aiosqlite:///var/order.sqlite3"),
+        ("sqlite+aiosqlite:///var/order.sqlite3", "sqlite+aiosqlite:///var/order.sqlite3"),
+    ],
+)
+def test_normalize_database_url_picks_the_async_driver(url: str, normalized: str) -> None:
+    assert normalize_database_url(url) == normalized
+
+
+async def test_a_read_session_does_not_wait_for_an_open_unit_of_work(
+    db: Database, table: str
+) -> None:
+    async with db.unit_of_work() as uow:
+        await uow.session.execute(text(f"INSERT INTO {table} (id, note) VALUES (1, 'pending')"))
+
+        assert await asyncio.wait_for(notes(db, table), timeout=10) == []
+
+        await uow.commit()
+    assert await notes(db, table) == ["pending"]
