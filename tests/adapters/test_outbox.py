@@ -248,3 +248,51 @@ async def test_postgres_lease_is_an_advisory_lock(postgres: Database, bus: Event
     await relay.lease.release()
     assert held >= 1
     assert taken is False
+
+
+async def test_migration_helpers_build_tables_the_relay_uses(
+    database: Database, bus: EventBus
+) -> None:
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    from emporium.chassis.events.migration import create_event_tables, drop_event_tables
+
+    def migrate(sync_conn: object) -> None:
+        op = Operations(MigrationContext.configure(sync_conn))  # type: ignore[arg-type]
+        drop_event_tables(op)
+        create_event_tables(op)
+
+    async with database.engine.begin() as conn:
+        await conn.run_sync(migrate)
+    topic = unique("order.created")
+    await place(database, topic, "o-1")
+    relay = OutboxRelay(database, bus, unique("svc"))
+    assert await relay.relay_once() == 1
+    await relay.lease.release()
+    assert len(await read_topic(bus, topic, 1)) == 1
+
+
+async def test_run_relays_until_stopped_then_frees_the_lease(
+    database: Database, bus: EventBus
+) -> None:
+    from emporium.chassis.runtime import StopSignal
+
+    topic, service = unique("order.created"), unique("svc")
+    for i in range(1, 4):
+        await place(database, topic, "o-1", i)
+    stop = StopSignal()
+    task = asyncio.create_task(OutboxRelay(database, bus, service, poll_interval=0.01).run(stop))
+
+    for _ in range(3000):  # bounded wait for the background loop, not a timing assertion
+        if await unpublished(database) == 0:
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(task, timeout=30)
+
+    assert await unpublished(database) == 0
+    successor = OutboxRelay(database, bus, service)
+    await place(database, topic, "o-1", 4)
+    assert await successor.relay_once() == 1  # the stopped relay let go of the lease
+    await successor.lease.release()

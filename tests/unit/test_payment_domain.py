@@ -1,3 +1,4 @@
+# mypy: disable-error-code="comparison-overlap"
 """Payment rules (pure): sandbox tokens, the state machine, idempotency by order id,
 tombstones for late charges; plus a random check that an order is never charged twice."""
 
@@ -5,10 +6,12 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
 from emporium.chassis.errors import DomainError, ErrorCode
+from emporium.contracts.events.order_completed import OrderCompletedV1
 from emporium.services.payment.domain import (
     ALLOWED_TRANSITIONS,
     SANDBOX_TOKENS,
@@ -17,6 +20,7 @@ from emporium.services.payment.domain import (
     PaymentStatus,
     ProviderResult,
     SandboxBehaviour,
+    minor_to_decimal,
     sandbox_result,
     sandbox_token,
     start_charge,
@@ -87,19 +91,34 @@ def test_approved_charge_is_captured_and_announced() -> None:
     assert payment.status is PaymentStatus.PENDING
     events = payment.apply_result(ProviderResult.APPROVED, LATER)
     assert payment.status is PaymentStatus.CAPTURED
-    assert [(e.topic, e.order_id, e.amount_minor) for e in events] == [("order.completed", "o1", 4998)]
-    assert events[0].payload()["status"] == "CAPTURED"
+    assert [(e.topic, e.order_id, e.amount_minor) for e in events] == [
+        ("order.completed", "o1", 4998)
+    ]
+    contract = OrderCompletedV1.model_validate(events[0].payload())
+    assert (contract.status, contract.amount, contract.currency) == (
+        "captured",
+        Decimal("49.98"),
+        "USD",
+    )
+    assert contract.subject() == "o1"
     assert payment.updated_at == LATER
 
 
 @pytest.mark.parametrize(
     ("token", "reason"),
-    [("tok_chargeDeclined", "card_declined"), ("tok_chargeDeclinedInsufficientFunds", "insufficient_funds")],
+    [
+        ("tok_chargeDeclined", "card_declined"),
+        ("tok_chargeDeclinedInsufficientFunds", "insufficient_funds"),
+    ],
 )
-def test_declines_keep_their_reason(token: str, reason: str) -> None:
-    payment = charged(token)
+def test_declines_keep_their_reason_and_are_announced(token: str, reason: str) -> None:
+    payment = start_charge(request(token), None, "pay_1", NOW).payment
+    events = payment.apply_result(ProviderResult.DECLINED, LATER, reason)
     assert payment.status is PaymentStatus.DECLINED
     assert payment.to_view() == {"status": "DECLINED", "reason": reason}
+    contract = OrderCompletedV1.model_validate(events[0].payload())
+    assert contract.status == "declined"
+    assert events[0].payload()["reason"] == reason
 
 
 def test_timeout_leaves_the_outcome_unknown() -> None:
@@ -117,7 +136,11 @@ def test_second_charge_for_the_same_order_returns_the_first_payment() -> None:
 
 @pytest.mark.parametrize(
     "different",
-    [request(amount=1), ChargeRequest("o1", 4998, "EUR", "tok_visa"), request("tok_chargeDeclined")],
+    [
+        request(amount=1),
+        ChargeRequest("o1", 4998, "EUR", "tok_visa"),
+        request("tok_chargeDeclined"),
+    ],
 )
 def test_same_order_with_other_details_is_a_conflict(different: ChargeRequest) -> None:
     payment = charged()
@@ -177,6 +200,14 @@ def test_void_for_order_reverses_an_existing_capture() -> None:
     assert same is payment
     assert reverse
     assert payment.status is PaymentStatus.VOIDED
+
+
+@pytest.mark.parametrize(
+    ("minor", "currency", "major"),
+    [(4998, "USD", "49.98"), (500, "JPY", "500"), (1234, "KWD", "1.234"), (5, "EUR", "0.05")],
+)
+def test_event_amounts_are_exact_decimals(minor: int, currency: str, major: str) -> None:
+    assert minor_to_decimal(minor, currency) == Decimal(major)
 
 
 def test_no_card_data_is_kept() -> None:

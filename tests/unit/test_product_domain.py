@@ -205,7 +205,9 @@ def test_duplicate_sku_is_a_409_naming_sku() -> None:
 def test_money_from_major_is_exact(text: str | Decimal | int, currency: str, minor: int) -> None:
     money = Money.from_major(text, currency)
     assert money == Money(minor, currency)
-    assert money.to_major() == Decimal(text).quantize(Decimal(1).scaleb(-currency_exponent(currency)))
+    assert money.to_major() == Decimal(text).quantize(
+        Decimal(1).scaleb(-currency_exponent(currency))
+    )
 
 
 @pytest.mark.parametrize(

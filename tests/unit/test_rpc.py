@@ -66,7 +66,10 @@ class EchoServicer:
 
     async def missing(self, request: bytes, context: Any) -> bytes:
         raise DomainError(
-            "order 42 not found", ErrorCode.NOT_FOUND, "order_missing", [FieldError("id", "unknown")]
+            "order 42 not found",
+            ErrorCode.NOT_FOUND,
+            "order_missing",
+            [FieldError("id", "unknown")],
         )
 
     async def clash(self, request: bytes, context: Any) -> bytes:
@@ -375,9 +378,9 @@ async def test_verifier_identity_wins_and_bad_tokens_are_rejected() -> None:
             with acting_as(Caller("mallory", frozenset({"admin"}), token="good")):
                 seen = json.loads(await call(channel, "WhoAmI"))
             assert seen["user_id"] == "verified-user"
-            with acting_as(Caller("mallory", frozenset({"admin"}), token="forged")):
-                with pytest.raises(grpc.aio.AioRpcError) as caught:
-                    await call(channel, "WhoAmI")
+            forged = Caller("mallory", frozenset({"admin"}), token="forged")
+            with acting_as(forged), pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call(channel, "WhoAmI")
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
     finally:
         await server.stop(None)

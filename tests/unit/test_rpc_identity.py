@@ -47,7 +47,10 @@ async def test_trust_rule() -> None:
     assert await resolve_caller(forwarded, None) == ALICE
     # a verifier: the token decides who is calling
     assert (await resolve_caller(forwarded, Verifier())).user_id == "alice-verified"
-    forged = [*caller_metadata(Caller("alice", frozenset({"admin"}))), ("authorization", "Bearer x")]
+    forged = [
+        *caller_metadata(Caller("alice", frozenset({"admin"}))),
+        ("authorization", "Bearer x"),
+    ]
     with pytest.raises(DomainError) as caught:
         await resolve_caller(forged, Verifier())
     assert caught.value.code is ErrorCode.UNAUTHENTICATED

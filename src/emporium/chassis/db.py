@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any
 
 from sqlalchemy import Connection, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -29,7 +30,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An engine for `url`; SQLite files get WAL, a busy timeout and foreign keys on, and
     transactions that SQLAlchemy begins itself (see `_sqlite_begin`)."""
     if url.startswith("sqlite"):
-        path = url.split(":///", 1)[-1]
+        path = make_url(url).database
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)

@@ -123,6 +123,9 @@ class TracingMiddleware:
                 message = {**message, "headers": response_headers}
             await send(message)
 
+        # FastAPI >= 0.16x opens its own SERVER span per request; this span is the one, so
+        # mark the request as FastAPI's own `exclude` option does (key present, value None).
+        scope.setdefault("fastapi.telemetry", None)
         token = request_id_var.set(request_id)
         tracer = trace.get_tracer("emporium.chassis.http")
         try:

@@ -157,13 +157,15 @@ class EventConsumer:
         deliveries = await consumer.fetch(self.batch_size, self.poll_timeout)
         done: dict[tuple[str, int], Delivery] = {}
         handled = 0
-        for delivery in deliveries:
-            if not await self.handle(delivery, stop):
-                break  # stopping in the middle of a backoff: leave the rest uncommitted
-            done[(delivery.topic, delivery.partition)] = delivery
-            handled += 1
-        for last in done.values():
-            await consumer.commit(last)
+        try:
+            for delivery in deliveries:
+                if not await self.handle(delivery, stop):
+                    break  # stopping in the middle of a backoff: leave the rest uncommitted
+                done[(delivery.topic, delivery.partition)] = delivery
+                handled += 1
+        finally:  # even when a round fails, what was applied need not come again
+            for last in done.values():
+                await consumer.commit(last)
         if handled < len(deliveries):
             await consumer.seek_to_committed()
         await self._refresh_lag(consumer)

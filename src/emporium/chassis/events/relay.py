@@ -38,6 +38,7 @@ from emporium.chassis.runtime import StopSignal
 log = logging.getLogger(__name__)
 
 BACKLOG_REFRESH_SECONDS = 1.0
+STANDBY_POLL_SECONDS = 1.0  # a relay without the lease checks it this often
 MAX_ERROR_BACKOFF_SECONDS = 10.0
 
 
@@ -85,6 +86,7 @@ class OutboxRelay:
         self.table = table
         self._postgres = is_postgres(database.engine)
         self._backlog_at = 0.0
+        self.leader = False  # whether the last round held the lease
 
     async def run(self, stop: StopSignal) -> None:
         """Relay until `stop`; errors (bus down, database busy) back off and retry."""
@@ -104,15 +106,21 @@ class OutboxRelay:
                     )
                     await stop.wait(delay)
                     continue
-                if published < self.batch_size:  # caught up: poll; otherwise go on at once
+                if not self.leader:
+                    await stop.wait(max(self.poll_interval, STANDBY_POLL_SECONDS))
+                elif published < self.batch_size:  # caught up: poll; otherwise go on at once
                     await stop.wait(self.poll_interval)
         finally:
-            await self.lease.release()
+            try:
+                await self.lease.release()
+            except Exception:  # the database is gone: the lease lapses on its own
+                log.warning("outbox relay could not release its lease", exc_info=True)
 
     async def relay_once(self) -> int:
         """One round: publish up to `batch_size` rows if we hold the lease; rows published."""
         published = 0
-        if await self.lease.ensure():
+        self.leader = await self.lease.ensure()
+        if self.leader:
             if self._postgres:
                 published = await self._relay_locked_batch()
             else:

@@ -27,7 +27,8 @@ TOPIC_INVENTORY_LOW: Final = "inventory.low"
 
 @dataclass(frozen=True)
 class InventoryLow:
-    """Event: `available` crossed down to `threshold` or below (payload of `inventory.low`)."""
+    """Event: `available` crossed down to `threshold` or below. `payload()` has the fields of
+    `contracts.events.inventory_low.InventoryLowV1`; `at` is the event time (`ce_time`)."""
 
     sku: str
     available: int
@@ -41,7 +42,6 @@ class InventoryLow:
             "sku": self.sku,
             "available": self.available,
             "threshold": self.threshold,
-            "at": self.at.isoformat(),
         }
 
 

@@ -3,7 +3,10 @@ readiness checks, and closes everything at shutdown."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from emporium.chassis.config import ServiceSettings
+from emporium.chassis.documents.factory import open_documents
 from emporium.chassis.runtime import GrpcRegistration, ServiceApp
 from emporium.contracts.rpc.notification.v1 import notification_pb2_grpc
 from emporium.services.notification.rpc import SERVICE_NAME, NotificationServicer
@@ -12,14 +15,24 @@ from emporium.services.notification.rpc import SERVICE_NAME, NotificationService
 async def build(settings: ServiceSettings) -> ServiceApp:
     """Everything notification-service runs; nothing is connected before this is called."""
     app = ServiceApp(name=settings.name, settings=settings)
-    # TODO(documents): open the notification store with
-    # emporium.chassis.documents (settings.documents_url) once that port exists,
-    # pass it to the servicer and add a "documents" readiness check.
+    documents = open_documents(settings.documents_url)
+    app.on_stop.append(documents.close)
+    app.checks["documents"] = ready(documents.ping)
     app.grpc_services.append(
         GrpcRegistration(
             add_to_server=notification_pb2_grpc.add_NotificationServiceServicer_to_server,
-            servicer=NotificationServicer(),  # type: ignore[abstract]  # unwritten RPCs answer UNIMPLEMENTED
+            servicer=NotificationServicer(documents),  # type: ignore[abstract]  # unwritten RPCs answer UNIMPLEMENTED
             service_name=SERVICE_NAME,
         )
     )
     return app
+
+
+def ready(ping: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[bool]]:
+    """A readiness check from a port's `ping` (which raises when the backend is down)."""
+
+    async def check() -> bool:
+        await ping()
+        return True
+
+    return check

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Final
 
@@ -35,6 +36,20 @@ TOPIC_ORDER_CREATED: Final = "order.created"
 _KEY_PATTERN: Final = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII, as in an HTTP header
 _COUNTRY_PATTERN: Final = re.compile(r"^[A-Z]{2}$")
 _ADDRESS_LIMITS: Final = {"line1": 200, "line2": 200, "city": 100, "postal_code": 20}
+
+
+# ISO 4217 currencies whose minor unit is not 1/100 (events carry decimal amounts).
+_NO_DECIMALS: Final = frozenset(
+    {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG"}
+    | {"RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"}
+)
+_THREE_DECIMALS: Final = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
+
+
+def minor_to_decimal(amount_minor: int, currency: str) -> Decimal:
+    """Exact major-unit amount for event payloads (`1999 USD -> Decimal("19.99")`)."""
+    exponent = 0 if currency in _NO_DECIMALS else 3 if currency in _THREE_DECIMALS else 2
+    return Decimal(amount_minor).scaleb(-exponent)
 
 
 class OrderStatus(StrEnum):
@@ -336,14 +351,21 @@ class Order:
             raise not_found(f"order {self.id} not found")
 
     def created_event_payload(self) -> dict[str, object]:
-        """`order.created` data (key: order id)."""
+        """`order.created` data (key: order id), shaped as `OrderCreatedV1`: amounts are exact
+        decimals in major units, as every event carries money."""
         return {
             "order_id": self.id,
             "user_id": self.user_id,
-            "items": [_line_view(line) for line in self.lines],
-            "total_minor": self.total_minor,
+            "lines": [
+                {
+                    "sku": line.sku,
+                    "quantity": line.quantity,
+                    "unit_price": minor_to_decimal(line.unit_price_minor, self.currency),
+                }
+                for line in self.lines
+            ],
+            "total": minor_to_decimal(self.total_minor, self.currency),
             "currency": self.currency,
-            "created_at": _rfc3339(self.created_at),
         }
 
     def to_view(self) -> dict[str, object]:

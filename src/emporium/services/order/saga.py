@@ -256,22 +256,32 @@ class CheckoutSaga:
             return self._on_compensation_reply(reply, now)
         return self._on_forward_reply(reply, now)
 
-    def on_payment_captured(self, now: datetime) -> Decision:
-        """`order.completed` arrived: the same news as a successful CHARGE reply, taken only
-        while we are charging (later, the compensations already cover a capture)."""
+    def on_payment_completed(
+        self, captured: bool, now: datetime, reason: str | None = None
+    ) -> Decision:
+        """`order.completed` arrived: the same news as the CHARGE reply (captured: success;
+        declined: refusal), taken only while charging; later the compensations (a void
+        reverses a capture) already cover it, so it is ignored."""
         if self.state is not SagaState.CHARGING or self.awaiting is None:
             return IGNORED
-        return self.handle(StepSucceeded(self.awaiting), now)
+        if captured:
+            return self.handle(StepSucceeded(self.awaiting), now)
+        return self.handle(StepRefused(self.awaiting, reason or "card_declined"), now)
 
     def resume(self, now: datetime) -> Decision:
-        """Recovery loop / deadline sweep: re-send the step we wait for (idempotent on the
-        other side) under a new step id, counting it as an attempt."""
+        """Recovery loop after a restart: re-send the step we wait for (idempotent on the
+        other side) under a new step id, so a reply to the pre-crash send is ignored.
+
+        Not counted as an attempt: a restart says nothing about the other service (observed
+        failures, `StepFailed`, are what count). A cancel requested meanwhile takes effect.
+        """
         if self.awaiting is None:
             return IGNORED
         self.version += 1
         self.updated_at = now
-        step = self.state
-        return self._on_failure(step, "resumed", now)
+        if self.cancel_requested and self.state in FORWARD_STATES:
+            return self._on_failure(self.state, "cancelled", now)
+        return Decision([self._issue(self.state, now, count=False)])
 
     def request_cancel(self, now: datetime) -> Decision:
         """POST /orders/{id}/cancel. A PAID order is refunded and restocked; an order still in
@@ -415,9 +425,12 @@ class CheckoutSaga:
 
     # --- commands -----------------------------------------------------------------------
 
-    def _issue(self, state: SagaState, now: datetime) -> RemoteCommand:
+    def _issue(self, state: SagaState, now: datetime, *, count: bool = True) -> RemoteCommand:
         """Wait for `state`'s step under a fresh step id and build its command."""
-        self.attempts = self.attempts + 1 if state is self.state else 1
+        if state is not self.state:
+            self.attempts = 1
+        elif count:
+            self.attempts += 1
         self.state = state
         self.step_seq += 1
         self.awaiting = f"{self.order_id}:{self.step_seq}:{state.value}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Final
 
@@ -23,6 +24,20 @@ from emporium.chassis.errors import DomainError, ErrorCode, FieldError, conflict
 TOPIC_ORDER_COMPLETED: Final = "order.completed"
 CURRENCY_PATTERN: Final = re.compile(r"^[A-Z]{3}$")
 MAX_AMOUNT_MINOR: Final = 10**15
+
+
+# ISO 4217 currencies whose minor unit is not 1/100 (events carry decimal amounts).
+_NO_DECIMALS: Final = frozenset(
+    {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG"}
+    | {"RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"}
+)
+_THREE_DECIMALS: Final = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
+
+
+def minor_to_decimal(amount_minor: int, currency: str) -> Decimal:
+    """Exact major-unit amount for event payloads (`1999 USD -> Decimal("19.99")`)."""
+    exponent = 0 if currency in _NO_DECIMALS else 3 if currency in _THREE_DECIMALS else 2
+    return Decimal(amount_minor).scaleb(-exponent)
 
 
 class SandboxBehaviour(StrEnum):
@@ -103,26 +118,38 @@ ALLOWED_TRANSITIONS: Final[dict[PaymentStatus, frozenset[PaymentStatus]]] = {
 
 
 @dataclass(frozen=True)
-class PaymentCaptured:
-    """Event published on `order.completed` (key: order id) once money is taken."""
+class PaymentCompleted:
+    """Event on `order.completed` (key: order id) once a charge is final, captured or declined.
+
+    `payload()` has the fields of `contracts.events.order_completed.OrderCompletedV1` (amount
+    as an exact decimal, status `captured`/`declined`); `reason` is extra (ignored by V1).
+    """
 
     payment_id: str
     order_id: str
     amount_minor: int
     currency: str
+    status: PaymentStatus
     at: datetime
+    reason: str | None = None
 
     topic = TOPIC_ORDER_COMPLETED
 
+    @property
+    def captured(self) -> bool:
+        return self.status is PaymentStatus.CAPTURED
+
     def payload(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "order_id": self.order_id,
             "payment_id": self.payment_id,
-            "status": PaymentStatus.CAPTURED.value,
-            "amount_minor": self.amount_minor,
+            "amount": minor_to_decimal(self.amount_minor, self.currency),
             "currency": self.currency,
-            "at": self.at.isoformat(),
+            "status": self.status.value.lower(),
         }
+        if self.reason:
+            data["reason"] = self.reason
+        return data
 
 
 @dataclass(frozen=True)
@@ -186,7 +213,7 @@ class Payment:
 
     def apply_result(
         self, result: ProviderResult, now: datetime, reason: str | None = None
-    ) -> list[PaymentCaptured]:
+    ) -> list[PaymentCompleted]:
         """Record the provider's answer. Late answers for a payment no longer PENDING are
         ignored, except an approval after a void, which is flagged for reversal."""
         if self.status is not PaymentStatus.PENDING:
@@ -194,13 +221,19 @@ class Payment:
                 self.needs_reversal = True
                 self.updated_at = now
             return []
+        if result is ProviderResult.TIMED_OUT:
+            return []  # still unknown: the saga retries (same payment) or voids it
         if result is ProviderResult.APPROVED:
             self._move(PaymentStatus.CAPTURED, now)
-            return [PaymentCaptured(self.id, self.order_id, self.amount_minor, self.currency, now)]
-        if result is ProviderResult.DECLINED:
+        else:
             self._move(PaymentStatus.DECLINED, now)
             self.reason = reason or "card_declined"
-        return []  # TIMED_OUT: still unknown; the saga voids it or retries (same payment)
+        return [self._completed(now)]
+
+    def _completed(self, now: datetime) -> PaymentCompleted:
+        return PaymentCompleted(
+            self.id, self.order_id, self.amount_minor, self.currency, self.status, now, self.reason
+        )
 
     def refund(self, now: datetime) -> bool:
         """Give the money back. Returns True when the provider must be asked to refund.
@@ -240,7 +273,7 @@ class ChargeDecision:
 
     payment: Payment
     call_provider: bool
-    events: list[PaymentCaptured] = field(default_factory=list)
+    events: list[PaymentCompleted] = field(default_factory=list)
 
 
 def start_charge(

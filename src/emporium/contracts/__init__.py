@@ -1,0 +1,1 @@
+"""What services share: generated gRPC stubs (rpc/) and versioned event models (events/)."""

@@ -1,0 +1,1 @@
+"""The twelve services; none imports another (import-linter)."""
