@@ -37,7 +37,7 @@ def backend_url(name: str) -> str:
     url = os.environ.get(var, "")
     if url:
         return url
-    reason = f"no real {name} server: set {var} (`eval \"$(.ci/backends.sh start)\"`)"
+    reason = f'no real {name} server: set {var} (`eval "$(.ci/backends.sh start)"`)'
     if require_real_backends() and name not in NOT_INSTALLABLE:
         pytest.fail(f"EMPORIUM_REQUIRE_REAL_BACKENDS=1 but {reason}")
     pytest.skip(reason)

@@ -69,4 +69,3 @@ def main(argv: list[str] | None = None) -> int:
     if code:
         return code
     return up(args.data_dir, args.only)
-

@@ -55,7 +55,10 @@ class Child:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "emporium", "run", self.info.name],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
             preexec_fn=_die_with_parent,
         )
         log.close()
@@ -123,8 +126,9 @@ class Supervisor:
                 return child
             if child.died_at is None:
                 child.died_at = now
-                self.say(f"{child.info.name} exited with {code}; restarting in "
-                         f"{child.backoff:.1f}s")
+                self.say(
+                    f"{child.info.name} exited with {code}; restarting in {child.backoff:.1f}s"
+                )
             if now - child.died_at < child.backoff:
                 continue
             child.restarts += 1
@@ -166,10 +170,14 @@ def where_table(children: list[Child]) -> str:
     rows = [f"{'service':<16}{'gRPC':<18}{'HTTP (metrics, healthz)':<34}log"]
     for c in children:
         grpc_addr = f"127.0.0.1:{c.info.grpc_port}" if c.info.grpc_port else "-"
-        rows.append(f"{c.info.name:<16}{grpc_addr:<18}"
-                    f"{'http://127.0.0.1:' + str(c.info.http_port):<34}{c.log_path}")
-    rows.append(f"REST API: http://127.0.0.1:{GATEWAY.http_port}/api/v1/health  "
-                f"(OpenAPI: /openapi.json)  — Ctrl-C stops everything")
+        rows.append(
+            f"{c.info.name:<16}{grpc_addr:<18}"
+            f"{'http://127.0.0.1:' + str(c.info.http_port):<34}{c.log_path}"
+        )
+    rows.append(
+        f"REST API: http://127.0.0.1:{GATEWAY.http_port}/api/v1/health  "
+        f"(OpenAPI: /openapi.json)  — Ctrl-C stops everything"
+    )
     return "\n".join(rows)
 
 

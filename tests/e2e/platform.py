@@ -62,8 +62,10 @@ def wait_healthy(timeout: float = START_TIMEOUT_SECONDS) -> httpx.Response:
             if last.status_code == 200:
                 return last
         time.sleep(0.5)
-    raise AssertionError(f"platform not healthy in {timeout}s; last answer: "
-                         f"{last.text if last is not None else 'none'}")
+    raise AssertionError(
+        f"platform not healthy in {timeout}s; last answer: "
+        f"{last.text if last is not None else 'none'}"
+    )
 
 
 @contextlib.contextmanager
@@ -73,9 +75,13 @@ def running_platform(tmp: Path, extra_env: dict[str, str] | None = None) -> Iter
     env = {**os.environ, "EMPORIUM_DATA_DIR": str(tmp / "var"), **(extra_env or {})}
     output = tmp / "up.log"
     with output.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "emporium", "up", "--data-dir",
-                                 str(tmp / "var")], stdout=out, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "emporium", "up", "--data-dir", str(tmp / "var")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     platform = Platform(proc, tmp / "var", output)
     try:
         yield platform

@@ -48,10 +48,18 @@ def test_up_health_restart_and_clean_stop(tmp_path):
 
 
 def test_bad_configuration_stops_a_service_with_one_clear_line(tmp_path):
-    env = {**os.environ, "EMPORIUM_DATA_DIR": str(tmp_path),
-           "EMPORIUM_ORDER_DATABASE_URL": "mysql://db/orders"}
-    done = subprocess.run([sys.executable, "-m", "emporium", "run", "order"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "EMPORIUM_DATA_DIR": str(tmp_path),
+        "EMPORIUM_ORDER_DATABASE_URL": "mysql://db/orders",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "emporium", "run", "order"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1

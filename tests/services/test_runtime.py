@@ -38,16 +38,22 @@ class SlowServicer:
 def register(servicer: SlowServicer, server: grpc.aio.Server) -> None:
     handler = grpc.unary_unary_rpc_method_handler(servicer.slow)
     server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler("test.Slow", {"Slow": handler}),))
+        (grpc.method_handlers_generic_handler("test.Slow", {"Slow": handler}),)
+    )
 
 
 @pytest.fixture
 def settings(tmp_path):
     grpc_port, http_port = free_port(), free_port()
-    return load_settings("order", {"EMPORIUM_DATA_DIR": str(tmp_path),
-                                   "EMPORIUM_ORDER_GRPC_PORT": str(grpc_port),
-                                   "EMPORIUM_ORDER_HTTP_PORT": str(http_port),
-                                   "EMPORIUM_ORDER_SHUTDOWN_GRACE_SECONDS": "5"})
+    return load_settings(
+        "order",
+        {
+            "EMPORIUM_DATA_DIR": str(tmp_path),
+            "EMPORIUM_ORDER_GRPC_PORT": str(grpc_port),
+            "EMPORIUM_ORDER_HTTP_PORT": str(http_port),
+            "EMPORIUM_ORDER_SHUTDOWN_GRACE_SECONDS": "5",
+        },
+    )
 
 
 async def wait_until(predicate, timeout: float = 10.0) -> None:
@@ -77,10 +83,14 @@ async def test_serves_follows_checks_and_stops_gracefully(settings):
         closed.append("pool")
 
     async def build(s):
-        return ServiceApp(name="order", settings=s,
-                          grpc_services=[GrpcRegistration(register, servicer, "test.Slow")],
-                          background=[flaky_loop], on_stop=[close_pool],
-                          checks={"database": database_check})
+        return ServiceApp(
+            name="order",
+            settings=s,
+            grpc_services=[GrpcRegistration(register, servicer, "test.Slow")],
+            background=[flaky_loop],
+            on_stop=[close_pool],
+            checks={"database": database_check},
+        )
 
     stop = StopSignal()
     served = asyncio.create_task(serve(build, settings, stop))
@@ -117,4 +127,5 @@ async def test_serves_follows_checks_and_stops_gracefully(settings):
     assert closed == ["pool"]
     for port in (settings.grpc_port, settings.http_port):
         with socket.socket() as sock:
-            sock.bind(("127.0.0.1", port))  # released
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore TIME_WAIT
+            sock.bind(("127.0.0.1", port))  # fails while anything still listens

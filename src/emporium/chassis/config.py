@@ -82,8 +82,11 @@ def _check_url(var: str, field_name: str, url: str) -> str:
 def normalize_database_url(url: str) -> str:
     """`postgresql://` -> `postgresql+asyncpg://`, `sqlite://` -> `sqlite+aiosqlite://`."""
     scheme, sep, rest = url.partition("://")
-    driver = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg",
-              "sqlite": "sqlite+aiosqlite"}.get(scheme, scheme)
+    driver = {
+        "postgresql": "postgresql+asyncpg",
+        "postgres": "postgresql+asyncpg",
+        "sqlite": "sqlite+aiosqlite",
+    }.get(scheme, scheme)
     return f"{driver}{sep}{rest}"
 
 
@@ -105,9 +108,12 @@ def load_settings(name: str, environ: dict[str, str] | None = None) -> ServiceSe
     env = dict(os.environ if environ is None else environ)
     info: ServiceInfo = service(name)
     prefix = info.env_prefix
-    scoped = {k[len(prefix):].lower(): v for k, v in env.items() if k.startswith(prefix)}
-    values: dict[str, object] = {"name": info.name, "grpc_port": info.grpc_port,
-                                 "http_port": info.http_port}
+    scoped = {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
+    values: dict[str, object] = {
+        "name": info.name,
+        "grpc_port": info.grpc_port,
+        "http_port": info.http_port,
+    }
     if info.grpc_port is None and "EMPORIUM_GATEWAY_PORT" in env:
         values["http_port"] = env["EMPORIUM_GATEWAY_PORT"]
     if "EMPORIUM_DATA_DIR" in env:
@@ -127,8 +133,11 @@ def load_settings(name: str, environ: dict[str, str] | None = None) -> ServiceSe
         raise ConfigError(f"{prefix}{field_name.upper()}: {err['msg']}") from None
     for field_name, default in settings.embedded_defaults().items():
         url = getattr(settings, field_name) or default
-        var = (f"{prefix}{field_name.upper()}" if field_name in scoped
-               else f"EMPORIUM_{field_name.upper()}")
+        var = (
+            f"{prefix}{field_name.upper()}"
+            if field_name in scoped
+            else f"EMPORIUM_{field_name.upper()}"
+        )
         setattr(settings, field_name, _check_url(var, field_name, url))
     return settings
 

@@ -80,6 +80,18 @@ class ServiceApp:
 
 
 BuildFn = Callable[[ServiceSettings], Awaitable[ServiceApp]]
+
+
+def ping_check(ping: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[bool]]:
+    """A readiness check from a port's `ping` (which raises when its backend is down)."""
+
+    async def check() -> bool:
+        await ping()
+        return True
+
+    return check
+
+
 CHECK_TIMEOUT_SECONDS = 1.0
 HEALTH_REFRESH_SECONDS = 2.0
 
@@ -121,8 +133,10 @@ async def serve(build: BuildFn, settings: ServiceSettings, stop: StopSignal | No
     runner = _Runner(app, stop)
     try:
         await runner.start()
-        log.info("service started", extra={"grpc_port": settings.grpc_port,
-                                           "http_port": settings.http_port})
+        log.info(
+            "service started",
+            extra={"grpc_port": settings.grpc_port, "http_port": settings.http_port},
+        )
         await stop.wait()
         log.info("service stopping")
     finally:
@@ -153,13 +167,23 @@ class _Runner:
         settings = self.app.settings
         if self.app.grpc_services:
             await self._start_grpc(settings)
-        self.http_server = _QuietUvicorn(uvicorn.Config(
-            http_app(self.app), host=settings.host, port=settings.http_port,
-            log_config=None, access_log=False, lifespan="off"))
+        self.http_server = _QuietUvicorn(
+            uvicorn.Config(
+                http_app(self.app),
+                host=settings.host,
+                port=settings.http_port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+            )
+        )
         self.tasks.append(asyncio.create_task(self.http_server.serve(), name="http"))
         for task in self.app.background:
-            self.tasks.append(asyncio.create_task(_supervised(task, self.stop),
-                                                  name=getattr(task, "__qualname__", "task")))
+            self.tasks.append(
+                asyncio.create_task(
+                    _supervised(task, self.stop), name=getattr(task, "__qualname__", "task")
+                )
+            )
         if self.health is not None:
             self.tasks.append(asyncio.create_task(self._watch_health(), name="health"))
         while self.http_server is not None and not self.http_server.started:

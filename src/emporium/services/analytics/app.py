@@ -3,11 +3,9 @@ readiness checks, and closes everything at shutdown."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from emporium.chassis.config import ServiceSettings
 from emporium.chassis.olap.factory import open_olap
-from emporium.chassis.runtime import GrpcRegistration, ServiceApp
+from emporium.chassis.runtime import GrpcRegistration, ServiceApp, ping_check
 from emporium.contracts.rpc.analytics.v1 import analytics_pb2_grpc
 from emporium.services.analytics.rpc import SERVICE_NAME, AnalyticsServicer
 
@@ -17,7 +15,7 @@ async def build(settings: ServiceSettings) -> ServiceApp:
     app = ServiceApp(name=settings.name, settings=settings)
     olap = open_olap(settings.olap_url)
     app.on_stop.append(olap.close)
-    app.checks["olap"] = ready(olap.ping)
+    app.checks["olap"] = ping_check(olap.ping)
     app.grpc_services.append(
         GrpcRegistration(
             add_to_server=analytics_pb2_grpc.add_AnalyticsServiceServicer_to_server,
@@ -26,13 +24,3 @@ async def build(settings: ServiceSettings) -> ServiceApp:
         )
     )
     return app
-
-
-def ready(ping: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[bool]]:
-    """A readiness check from a port's `ping` (which raises when the backend is down)."""
-
-    async def check() -> bool:
-        await ping()
-        return True
-
-    return check

@@ -323,7 +323,10 @@ def _limit(raw: str | None, errors: list[FieldError]) -> int:
 
 
 def buckets(report: ReportParams) -> list[datetime]:
-    """Every bucket start of the range (UTC), the first one containing `since`."""
+    """Every bucket start of the range (UTC), the first one containing `since`; none for an
+    empty range."""
+    if report.since >= report.until:
+        return []
     step = _STEP[report.granularity]
     start = report.since.replace(minute=0, second=0, microsecond=0)
     if report.granularity == "day":

@@ -11,8 +11,11 @@ from emporium.services.api_gateway import health, problems
 
 
 def create_api(targets: dict[str, str]) -> FastAPI:
-    api = FastAPI(title="Emporium API", version="1.0.0",
-                  description="The public REST contract of Emporium (API.md).")
+    api = FastAPI(
+        title="Emporium API",
+        version="1.0.0",
+        description="The public REST contract of Emporium (API.md).",
+    )
     api.state.targets = targets
     problems.install(api)
     api.include_router(health.router)

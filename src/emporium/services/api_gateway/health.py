@@ -25,17 +25,23 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/api/v1/health", response_model=PlatformHealth,
-            responses={503: {"model": PlatformHealth}},
-            summary="ok when all eleven backends answer their gRPC health check")
+@router.get(
+    "/api/v1/health",
+    response_model=PlatformHealth,
+    responses={503: {"model": PlatformHealth}},
+    summary="ok when all eleven backends answer their gRPC health check",
+)
 async def platform_health(request: Request) -> JSONResponse:
     targets: dict[str, str] = request.app.state.targets
     names = [b.name for b in BACKENDS]
     results = await asyncio.gather(
         *(check_health(targets[n], timeout=HEALTH_TIMEOUT_SECONDS) for n in names),
-        return_exceptions=True)
-    services = {n: ("ok" if r is True else "unavailable") for n, r in zip(names, results,
-                                                                          strict=True)}
+        return_exceptions=True,
+    )
+    services = {
+        n: ("ok" if r is True else "unavailable") for n, r in zip(names, results, strict=True)
+    }
     ok = all(v == "ok" for v in services.values())
-    return JSONResponse({"status": "ok" if ok else "degraded", "services": services},
-                        status_code=200 if ok else 503)
+    return JSONResponse(
+        {"status": "ok" if ok else "degraded", "services": services}, status_code=200 if ok else 503
+    )

@@ -23,8 +23,15 @@ PROBLEM = "application/problem+json"
 TYPE_BASE = "https://emporium.dev/problems/"
 
 
-def problem(status: int, title: str, detail: str = "", *, type_: str = "about:blank",
-            errors: list[dict[str, str]] | None = None, **extra: Any) -> JSONResponse:
+def problem(
+    status: int,
+    title: str,
+    detail: str = "",
+    *,
+    type_: str = "about:blank",
+    errors: list[dict[str, str]] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
     if errors:
         body["errors"] = errors
@@ -34,8 +41,13 @@ def problem(status: int, title: str, detail: str = "", *, type_: str = "about:bl
 
 def from_domain_error(exc: DomainError) -> JSONResponse:
     fields = [{"field": f.field, "message": f.message} for f in exc.fields]
-    return problem(exc.http_status, exc.code.value.replace("_", " "), exc.message,
-                   type_=TYPE_BASE + (exc.reason or exc.code.value), errors=fields or None)
+    return problem(
+        exc.http_status,
+        exc.code.value.replace("_", " "),
+        exc.message,
+        type_=TYPE_BASE + (exc.reason or exc.code.value),
+        errors=fields or None,
+    )
 
 
 def install(app: FastAPI) -> None:
@@ -56,10 +68,17 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": ".".join(str(p) for p in e["loc"] if p != "body"),
-                   "message": e["msg"]} for e in exc.errors()]
-        return problem(422, "invalid request", "the request has invalid fields",
-                       type_=TYPE_BASE + "invalid_argument", errors=errors)
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        return problem(
+            422,
+            "invalid request",
+            "the request has invalid fields",
+            type_=TYPE_BASE + "invalid_argument",
+            errors=errors,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -68,5 +87,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
-        return problem(500, "internal error", "an unexpected error occurred; it was logged",
-                       type_=TYPE_BASE + "internal")
+        return problem(
+            500,
+            "internal error",
+            "an unexpected error occurred; it was logged",
+            type_=TYPE_BASE + "internal",
+        )

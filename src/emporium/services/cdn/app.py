@@ -3,11 +3,9 @@ readiness checks, and closes everything at shutdown."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from emporium.chassis.blob.factory import open_blob
 from emporium.chassis.config import ServiceSettings
-from emporium.chassis.runtime import GrpcRegistration, ServiceApp
+from emporium.chassis.runtime import GrpcRegistration, ServiceApp, ping_check
 from emporium.contracts.rpc.cdn.v1 import cdn_pb2_grpc
 from emporium.services.cdn.rpc import SERVICE_NAME, CdnServicer
 
@@ -17,7 +15,7 @@ async def build(settings: ServiceSettings) -> ServiceApp:
     app = ServiceApp(name=settings.name, settings=settings)
     blobs = open_blob(settings.blob_url)
     app.on_stop.append(blobs.close)
-    app.checks["blob"] = ready(blobs.ping)
+    app.checks["blob"] = ping_check(blobs.ping)
     app.grpc_services.append(
         GrpcRegistration(
             add_to_server=cdn_pb2_grpc.add_CdnServiceServicer_to_server,
@@ -26,13 +24,3 @@ async def build(settings: ServiceSettings) -> ServiceApp:
         )
     )
     return app
-
-
-def ready(ping: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[bool]]:
-    """A readiness check from a port's `ping` (which raises when the backend is down)."""
-
-    async def check() -> bool:
-        await ping()
-        return True
-
-    return check

@@ -3,12 +3,11 @@ readiness checks, and closes everything at shutdown."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from emporium.chassis.config import ServiceSettings
 from emporium.chassis.db import Database
+from emporium.chassis.events.wiring import add_outbox_relay, open_service_bus
 from emporium.chassis.kv.factory import open_kv
-from emporium.chassis.runtime import GrpcRegistration, ServiceApp
+from emporium.chassis.runtime import GrpcRegistration, ServiceApp, ping_check
 from emporium.contracts.rpc.inventory.v1 import inventory_pb2_grpc
 from emporium.services.inventory import store
 from emporium.services.inventory.rpc import SERVICE_NAME, InventoryServicer
@@ -20,9 +19,11 @@ async def build(settings: ServiceSettings) -> ServiceApp:
     db = Database(settings.database_url)
     app.on_stop.append(db.close)
     app.checks["database"] = lambda: store.ping(db)
+    bus = await open_service_bus(app)
+    add_outbox_relay(app, db, bus)
     kv = open_kv(settings.kv_url, namespace=settings.name)
     app.on_stop.append(kv.close)
-    app.checks["kv"] = ready(kv.ping)
+    app.checks["kv"] = ping_check(kv.ping)
     app.grpc_services.append(
         GrpcRegistration(
             add_to_server=inventory_pb2_grpc.add_InventoryServiceServicer_to_server,
@@ -31,13 +32,3 @@ async def build(settings: ServiceSettings) -> ServiceApp:
         )
     )
     return app
-
-
-def ready(ping: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[bool]]:
-    """A readiness check from a port's `ping` (which raises when the backend is down)."""
-
-    async def check() -> bool:
-        await ping()
-        return True
-
-    return check

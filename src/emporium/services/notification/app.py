@@ -3,11 +3,9 @@ readiness checks, and closes everything at shutdown."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from emporium.chassis.config import ServiceSettings
 from emporium.chassis.documents.factory import open_documents
-from emporium.chassis.runtime import GrpcRegistration, ServiceApp
+from emporium.chassis.runtime import GrpcRegistration, ServiceApp, ping_check
 from emporium.contracts.rpc.notification.v1 import notification_pb2_grpc
 from emporium.services.notification.rpc import SERVICE_NAME, NotificationServicer
 
@@ -17,7 +15,7 @@ async def build(settings: ServiceSettings) -> ServiceApp:
     app = ServiceApp(name=settings.name, settings=settings)
     documents = open_documents(settings.documents_url)
     app.on_stop.append(documents.close)
-    app.checks["documents"] = ready(documents.ping)
+    app.checks["documents"] = ping_check(documents.ping)
     app.grpc_services.append(
         GrpcRegistration(
             add_to_server=notification_pb2_grpc.add_NotificationServiceServicer_to_server,
@@ -26,13 +24,3 @@ async def build(settings: ServiceSettings) -> ServiceApp:
         )
     )
     return app
-
-
-def ready(ping: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[bool]]:
-    """A readiness check from a port's `ping` (which raises when the backend is down)."""
-
-    async def check() -> bool:
-        await ping()
-        return True
-
-    return check

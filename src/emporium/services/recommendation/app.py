@@ -3,11 +3,9 @@ readiness checks, and closes everything at shutdown."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from emporium.chassis.config import ServiceSettings
 from emporium.chassis.kv.factory import open_kv
-from emporium.chassis.runtime import GrpcRegistration, ServiceApp
+from emporium.chassis.runtime import GrpcRegistration, ServiceApp, ping_check
 from emporium.contracts.rpc.recommendation.v1 import recommendation_pb2_grpc
 from emporium.services.recommendation.rpc import SERVICE_NAME, RecommendationServicer
 
@@ -17,7 +15,7 @@ async def build(settings: ServiceSettings) -> ServiceApp:
     app = ServiceApp(name=settings.name, settings=settings)
     kv = open_kv(settings.kv_url, namespace=settings.name)
     app.on_stop.append(kv.close)
-    app.checks["kv"] = ready(kv.ping)
+    app.checks["kv"] = ping_check(kv.ping)
     app.grpc_services.append(
         GrpcRegistration(
             add_to_server=recommendation_pb2_grpc.add_RecommendationServiceServicer_to_server,
@@ -26,13 +24,3 @@ async def build(settings: ServiceSettings) -> ServiceApp:
         )
     )
     return app
-
-
-def ready(ping: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[bool]]:
-    """A readiness check from a port's `ping` (which raises when the backend is down)."""
-
-    async def check() -> bool:
-        await ping()
-        return True
-
-    return check

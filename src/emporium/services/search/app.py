@@ -3,10 +3,8 @@ readiness checks, and closes everything at shutdown."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from emporium.chassis.config import ServiceSettings
-from emporium.chassis.runtime import GrpcRegistration, ServiceApp
+from emporium.chassis.runtime import GrpcRegistration, ServiceApp, ping_check
 from emporium.chassis.search.factory import open_search
 from emporium.contracts.rpc.search.v1 import search_pb2_grpc
 from emporium.services.search.rpc import SERVICE_NAME, SearchServicer
@@ -17,7 +15,7 @@ async def build(settings: ServiceSettings) -> ServiceApp:
     app = ServiceApp(name=settings.name, settings=settings)
     index = open_search(settings.search_url)
     app.on_stop.append(index.close)
-    app.checks["search"] = ready(index.ping)
+    app.checks["search"] = ping_check(index.ping)
     app.grpc_services.append(
         GrpcRegistration(
             add_to_server=search_pb2_grpc.add_SearchServiceServicer_to_server,
@@ -26,13 +24,3 @@ async def build(settings: ServiceSettings) -> ServiceApp:
         )
     )
     return app
-
-
-def ready(ping: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[bool]]:
-    """A readiness check from a port's `ping` (which raises when the backend is down)."""
-
-    async def check() -> bool:
-        await ping()
-        return True
-
-    return check

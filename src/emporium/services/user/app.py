@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from emporium.chassis.config import ServiceSettings
 from emporium.chassis.db import Database
+from emporium.chassis.events.wiring import add_outbox_relay, open_service_bus
 from emporium.chassis.runtime import GrpcRegistration, ServiceApp
 from emporium.contracts.rpc.user.v1 import user_pb2_grpc
 from emporium.services.user import store
@@ -17,6 +18,8 @@ async def build(settings: ServiceSettings) -> ServiceApp:
     db = Database(settings.database_url)
     app.on_stop.append(db.close)
     app.checks["database"] = lambda: store.ping(db)
+    bus = await open_service_bus(app)
+    add_outbox_relay(app, db, bus)
     app.grpc_services.append(
         GrpcRegistration(
             add_to_server=user_pb2_grpc.add_UserServiceServicer_to_server,
