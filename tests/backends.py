@@ -37,7 +37,14 @@ def backend_url(name: str) -> str:
     url = os.environ.get(var, "")
     if url:
         return url
-    reason = f'no real {name} server: set {var} (`eval "$(.ci/backends.sh start)"`)'
+    if name in NOT_INSTALLABLE:
+        reason = (
+            f"no real {name} server: none is installable from this machine's registries "
+            f"(README, support table); point {var} at one to run these tests"
+        )
+    else:
+        script = ".ci/mongodb.sh" if name == "mongodb" else ".ci/backends.sh"
+        reason = f'no real {name} server: set {var} (`eval "$({script} start)"`)'
     if require_real_backends() and name not in NOT_INSTALLABLE:
         pytest.fail(f"EMPORIUM_REQUIRE_REAL_BACKENDS=1 but {reason}")
     pytest.skip(reason)

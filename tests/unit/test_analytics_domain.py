@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 
 from emporium.chassis.errors import DomainError
+from emporium.chassis.money import to_minor
 from emporium.contracts.events import (
     InventoryLowV1,
     OrderCompletedV1,
@@ -27,7 +28,6 @@ from emporium.services.analytics.domain import (
     low_stock_response,
     parse_report_params,
     sales_response,
-    to_minor,
     top_products_response,
 )
 
@@ -146,6 +146,18 @@ def test_order_created_facts() -> None:
         ("e1", 1, AT, "o1", "B", "B", 1, 1000, 1000, "USD"),
     ]
     assert all(len(r) == len(LINE_COLUMNS) for r in lines.rows)
+
+
+def test_order_line_facts_use_the_product_id_when_the_payload_has_one() -> None:
+    event = OrderCreatedV1(
+        order_id="o1",
+        user_id="u1",
+        lines=[OrderLineV1(sku="A", quantity=1, unit_price=Decimal("2"), product_id="p-A")],
+        total=Decimal("2"),
+        currency="USD",
+    )
+    _, lines = Schema().order_created("e1", AT, event)
+    assert lines.rows == [("e1", 0, AT, "o1", "p-A", "A", 1, 200, 200, "USD")]
 
 
 def test_order_completed_fact_keeps_declines_too() -> None:

@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from emporium.chassis.errors import DomainError
+from emporium.chassis.money import format_money
 from emporium.contracts.events import (
     InventoryLowV1,
     OrderCompletedV1,
@@ -26,7 +27,6 @@ from emporium.services.notification.domain import (
     Status,
     decode_cursor,
     encode_cursor,
-    format_money,
     from_document,
     list_item,
     low_stock_alert,

@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 
 from emporium.chassis.errors import DomainError, ErrorCode
+from emporium.chassis.money import from_minor
 from emporium.contracts.events.order_completed import OrderCompletedV1
 from emporium.services.payment.domain import (
     ALLOWED_TRANSITIONS,
@@ -20,7 +21,6 @@ from emporium.services.payment.domain import (
     PaymentStatus,
     ProviderResult,
     SandboxBehaviour,
-    minor_to_decimal,
     sandbox_result,
     sandbox_token,
     start_charge,
@@ -207,7 +207,7 @@ def test_void_for_order_reverses_an_existing_capture() -> None:
     [(4998, "USD", "49.98"), (500, "JPY", "500"), (1234, "KWD", "1.234"), (5, "EUR", "0.05")],
 )
 def test_event_amounts_are_exact_decimals(minor: int, currency: str, major: str) -> None:
-    assert minor_to_decimal(minor, currency) == Decimal(major)
+    assert from_minor(minor, currency) == Decimal(major)
 
 
 def test_no_card_data_is_kept() -> None:

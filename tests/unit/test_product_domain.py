@@ -9,11 +9,11 @@ from decimal import Decimal
 import pytest
 
 from emporium.chassis.errors import DomainError, ErrorCode
+from emporium.chassis.money import exponent
 from emporium.services.product.domain import (
     MAX_PRICE_MINOR,
     Money,
     Product,
-    currency_exponent,
     duplicate_sku,
     slugify,
 )
@@ -205,9 +205,7 @@ def test_duplicate_sku_is_a_409_naming_sku() -> None:
 def test_money_from_major_is_exact(text: str | Decimal | int, currency: str, minor: int) -> None:
     money = Money.from_major(text, currency)
     assert money == Money(minor, currency)
-    assert money.to_major() == Decimal(text).quantize(
-        Decimal(1).scaleb(-currency_exponent(currency))
-    )
+    assert money.to_major() == Decimal(text).quantize(Decimal(1).scaleb(-exponent(currency)))
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 
 from emporium.chassis.errors import DomainError, ErrorCode
+from emporium.chassis.money import to_minor
 from emporium.chassis.search.base import SearchResult
 from emporium.contracts.events import ProductUpdatedV1
 from emporium.services.search.domain import (
@@ -25,7 +26,6 @@ from emporium.services.search.domain import (
     next_cursor,
     parse_search_request,
     search_response,
-    to_minor,
     to_query,
 )
 
@@ -268,6 +268,22 @@ def test_product_updated_becomes_an_upsert() -> None:
     assert doc["image_urls"] == ["http://cdn/p1.jpg"]
     assert doc["created_at"] == T
     assert doc["updated_at"] == "2025-01-02T03:04:05Z"
+
+
+def test_optional_payload_fields_fill_the_document() -> None:
+    created = datetime(2024, 5, 6, tzinfo=UTC)
+    event = product_event(
+        sku="HP-1",
+        attributes={"color": "black", "wireless": True},
+        image_urls=["http://cdn/a.jpg", "http://cdn/b.jpg"],
+        created_at=created,
+    )
+    change = index_change(event, T)
+    assert isinstance(change, UpsertDocument)
+    doc = change.document
+    assert (doc["sku"], doc["created_at"]) == ("HP-1", created)
+    assert doc["attributes"] == {"color": "black", "wireless": True}
+    assert doc["image_urls"] == ["http://cdn/a.jpg", "http://cdn/b.jpg"]
 
 
 def test_deleted_product_is_removed() -> None:

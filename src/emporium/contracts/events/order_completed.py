@@ -32,3 +32,7 @@ class OrderCompletedV1(EventModel):
     amount: Decimal = Field(ge=0)
     currency: str = Field(default="USD", min_length=3, max_length=3)
     status: PaymentStatus
+    user_id: str | None = Field(
+        default=None,
+        description="Who placed the order (added later, optional: older payloads lack it).",
+    )

@@ -24,6 +24,10 @@ class OrderLineV1(BaseModel):
     sku: str = Field(min_length=1)
     quantity: int = Field(gt=0)
     unit_price: Decimal = Field(ge=0, description="Price of one unit, in the order currency.")
+    product_id: str | None = Field(
+        default=None,
+        description="Catalog id of the product (added later, optional: older payloads lack it).",
+    )
 
 
 class OrderCreatedV1(EventModel):

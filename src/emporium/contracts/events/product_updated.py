@@ -6,6 +6,7 @@ Consumed by search (index), recommendation (item features) and cdn (image). Key:
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 from pydantic import Field
@@ -13,6 +14,8 @@ from pydantic import Field
 from emporium.contracts.events.base import EventModel
 
 TOPIC = "product.updated"
+
+AttributeValue = str | int | float | bool | None
 
 
 class ProductUpdatedV1(EventModel):
@@ -28,3 +31,10 @@ class ProductUpdatedV1(EventModel):
     currency: str = Field(default="USD", min_length=3, max_length=3)
     image_url: str | None = None
     deleted: bool = Field(default=False, description="True when the product was removed.")
+    # Added later, all optional so payloads written before them still validate.
+    sku: str | None = None
+    attributes: dict[str, AttributeValue] = Field(default_factory=dict)
+    image_urls: list[str] = Field(
+        default_factory=list, description="Every image of the product, in display order."
+    )
+    created_at: datetime | None = Field(default=None, description="When the product was created.")

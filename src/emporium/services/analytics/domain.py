@@ -22,10 +22,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any, Final, Literal
 
 from emporium.chassis.errors import FieldError, invalid
+from emporium.chassis.money import to_minor
 from emporium.contracts.events import (
     InventoryLowV1,
     OrderCompletedV1,
@@ -44,23 +44,12 @@ CAPTURED: Final = PaymentStatus.CAPTURED.value
 
 Statement = tuple[str, dict[str, Any]]
 
-_CURRENCY_EXPONENTS: Final[Mapping[str, int]] = {
-    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0,
-    "PYG": 0, "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0,
-    "XPF": 0, "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
-    "CLF": 4, "UYW": 4,
-}  # fmt: skip
 _TIME: Final = "DateTime64(3, 'UTC')"
 _BUCKET_FN: Final[Mapping[str, str]] = {"hour": "toStartOfHour", "day": "toStartOfDay"}
 _STEP: Final[Mapping[str, timedelta]] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 _IN_RANGE: Final = f"occurred_at >= {{since:{_TIME}}} AND occurred_at < {{until:{_TIME}}}"
 _PREFIX: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$|^$")
 _SPACED_OFFSET: Final = re.compile(r" (\d{2}:\d{2})$")
-
-
-def to_minor(amount: Decimal, currency: str) -> int:
-    """A major-unit decimal from an event as integer minor units (half-even rounding)."""
-    return int(amount.scaleb(_CURRENCY_EXPONENTS.get(currency.upper(), 2)).to_integral_value())
 
 
 # -- facts -----------------------------------------------------------------------------------
@@ -144,13 +133,13 @@ class Schema:
         self, event_id: str, occurred_at: datetime, event: OrderCreatedV1
     ) -> list[FactBatch]:
         """One order fact plus one fact per line. Lines are attributed to `product_id` when
-        the payload carries it (a later additive field), else to the sku."""
+        the payload carries it (an optional field added later), else to the sku."""
         at, cur = _utc(occurred_at), event.currency
         units = sum(line.quantity for line in event.lines)
         order = (event_id, at, event.order_id, event.user_id, to_minor(event.total, cur), cur)
         lines = []
         for no, line in enumerate(event.lines):
-            product = str(getattr(line, "product_id", None) or line.sku)
+            product = line.product_id or line.sku
             price = to_minor(line.unit_price, cur)
             revenue = price * line.quantity
             ids = (event_id, no, at, event.order_id, product, line.sku)

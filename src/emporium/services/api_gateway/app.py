@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from emporium.chassis.catalog import BACKENDS
 from emporium.chassis.config import ServiceSettings, grpc_target
+from emporium.chassis.rpc.health import HealthProber
 from emporium.chassis.runtime import ServiceApp
 from emporium.services.api_gateway import health, problems
 
@@ -17,6 +18,7 @@ def create_api(targets: dict[str, str]) -> FastAPI:
         description="The public REST contract of Emporium (API.md).",
     )
     api.state.targets = targets
+    api.state.prober = HealthProber()
     problems.install(api)
     api.include_router(health.router)
     return api
@@ -24,4 +26,7 @@ def create_api(targets: dict[str, str]) -> FastAPI:
 
 async def build(settings: ServiceSettings) -> ServiceApp:
     targets = {b.name: grpc_target(b.name) for b in BACKENDS}
-    return ServiceApp(name=settings.name, settings=settings, http_app=create_api(targets))
+    api = create_api(targets)
+    return ServiceApp(
+        name=settings.name, settings=settings, http_app=api, on_stop=[api.state.prober.close]
+    )

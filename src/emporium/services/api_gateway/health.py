@@ -9,7 +9,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from emporium.chassis.catalog import BACKENDS
-from emporium.chassis.rpc.health import check_health
 
 router = APIRouter(tags=["platform"])
 HEALTH_TIMEOUT_SECONDS = 1.0
@@ -35,7 +34,10 @@ async def platform_health(request: Request) -> JSONResponse:
     targets: dict[str, str] = request.app.state.targets
     names = [b.name for b in BACKENDS]
     results = await asyncio.gather(
-        *(check_health(targets[n], timeout=HEALTH_TIMEOUT_SECONDS) for n in names),
+        *(
+            request.app.state.prober.check(targets[n], timeout=HEALTH_TIMEOUT_SECONDS)
+            for n in names
+        ),
         return_exceptions=True,
     )
     services = {

@@ -3,9 +3,10 @@ delivery is retried.
 
 Pure: no I/O. The consumers call one rule per event with the recipient the handler looked
 up (events do not all carry an address: `order.created` names the user, `order.completed`
-only the order, so the service remembers user -> email from `user.registered` and
-order -> user from `order.created`), store the returned `Notification`, and a sender loop
-applies `DeliveryPolicy` to each attempt.
+names it only in newer payloads (`user_id` is optional), so the service remembers
+user -> email from `user.registered` and, for older payloads, order -> user from
+`order.created`), store the returned `Notification`, and a sender loop applies
+`DeliveryPolicy` to each attempt.
 
 Idempotency: a notification's id is derived from (event id, kind) with UUID5, so a
 redelivered event produces the *same* id, and the store's insert-if-absent on that id means
@@ -21,13 +22,13 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from enum import StrEnum
 from html import escape
 from string import Template
 from typing import Any, Final
 
 from emporium.chassis.errors import FieldError, invalid
+from emporium.chassis.money import format_money, to_minor
 from emporium.contracts.events import (
     InventoryLowV1,
     OrderCompletedV1,
@@ -41,13 +42,6 @@ DEFAULT_LIMIT: Final = 20
 MAX_LIMIT: Final = 100
 # Fixed namespace of the UUID5 notification ids: changing it would re-notify on redelivery.
 _ID_NAMESPACE: Final = uuid.UUID("6f1d4b0e-4a53-5c2e-9d7a-1f6a0e5b7c21")
-
-_CURRENCY_EXPONENTS: Final[Mapping[str, int]] = {
-    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0,
-    "PYG": 0, "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0,
-    "XPF": 0, "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
-    "CLF": 4, "UYW": 4,
-}  # fmt: skip
 
 
 class Kind(StrEnum):
@@ -104,23 +98,7 @@ def notification_id(event_id: str, kind: Kind | str) -> str:
     return str(uuid.uuid5(_ID_NAMESPACE, f"{event_id}:{Kind(kind).value}"))
 
 
-# -- money and templates ---------------------------------------------------------------------
-
-
-def currency_exponent(currency: str) -> int:
-    return _CURRENCY_EXPONENTS.get(currency.upper(), 2)
-
-
-def to_minor(amount: Decimal, currency: str) -> int:
-    """Major units (`Decimal("19.99")`, as events carry them) to integer minor units."""
-    return int(amount.scaleb(currency_exponent(currency)).to_integral_value())
-
-
-def format_money(amount_minor: int, currency: str) -> str:
-    """`1234567, "USD"` -> `12,345.67 USD`; `1500, "JPY"` -> `1,500 JPY`."""
-    exponent = currency_exponent(currency)
-    major = Decimal(amount_minor).scaleb(-exponent)
-    return f"{major:,.{exponent}f} {currency.upper()}"
+# -- templates ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

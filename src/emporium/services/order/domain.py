@@ -14,7 +14,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from enum import StrEnum
 from typing import Final
 
@@ -26,6 +25,7 @@ from emporium.chassis.errors import (
     invalid,
     not_found,
 )
+from emporium.chassis.money import from_minor
 
 MAX_LINES: Final = 50
 MAX_QUANTITY: Final = 100
@@ -36,20 +36,6 @@ TOPIC_ORDER_CREATED: Final = "order.created"
 _KEY_PATTERN: Final = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII, as in an HTTP header
 _COUNTRY_PATTERN: Final = re.compile(r"^[A-Z]{2}$")
 _ADDRESS_LIMITS: Final = {"line1": 200, "line2": 200, "city": 100, "postal_code": 20}
-
-
-# ISO 4217 currencies whose minor unit is not 1/100 (events carry decimal amounts).
-_NO_DECIMALS: Final = frozenset(
-    {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG"}
-    | {"RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"}
-)
-_THREE_DECIMALS: Final = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
-
-
-def minor_to_decimal(amount_minor: int, currency: str) -> Decimal:
-    """Exact major-unit amount for event payloads (`1999 USD -> Decimal("19.99")`)."""
-    exponent = 0 if currency in _NO_DECIMALS else 3 if currency in _THREE_DECIMALS else 2
-    return Decimal(amount_minor).scaleb(-exponent)
 
 
 class OrderStatus(StrEnum):
@@ -360,11 +346,11 @@ class Order:
                 {
                     "sku": line.sku,
                     "quantity": line.quantity,
-                    "unit_price": minor_to_decimal(line.unit_price_minor, self.currency),
+                    "unit_price": from_minor(line.unit_price_minor, self.currency),
                 }
                 for line in self.lines
             ],
-            "total": minor_to_decimal(self.total_minor, self.currency),
+            "total": from_minor(self.total_minor, self.currency),
             "currency": self.currency,
         }
 

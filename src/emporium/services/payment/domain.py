@@ -15,29 +15,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from enum import StrEnum
 from typing import Final
 
 from emporium.chassis.errors import DomainError, ErrorCode, FieldError, conflict, invalid
+from emporium.chassis.money import from_minor
 
 TOPIC_ORDER_COMPLETED: Final = "order.completed"
 CURRENCY_PATTERN: Final = re.compile(r"^[A-Z]{3}$")
 MAX_AMOUNT_MINOR: Final = 10**15
-
-
-# ISO 4217 currencies whose minor unit is not 1/100 (events carry decimal amounts).
-_NO_DECIMALS: Final = frozenset(
-    {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG"}
-    | {"RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"}
-)
-_THREE_DECIMALS: Final = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
-
-
-def minor_to_decimal(amount_minor: int, currency: str) -> Decimal:
-    """Exact major-unit amount for event payloads (`1999 USD -> Decimal("19.99")`)."""
-    exponent = 0 if currency in _NO_DECIMALS else 3 if currency in _THREE_DECIMALS else 2
-    return Decimal(amount_minor).scaleb(-exponent)
 
 
 class SandboxBehaviour(StrEnum):
@@ -143,7 +129,7 @@ class PaymentCompleted:
         data: dict[str, object] = {
             "order_id": self.order_id,
             "payment_id": self.payment_id,
-            "amount": minor_to_decimal(self.amount_minor, self.currency),
+            "amount": from_minor(self.amount_minor, self.currency),
             "currency": self.currency,
             "status": self.status.value.lower(),
         }

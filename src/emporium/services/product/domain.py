@@ -17,6 +17,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
+from emporium.chassis import money
 from emporium.chassis.errors import DomainError, ErrorCode, FieldError, invalid, not_found
 
 AttributeValue = str | int | float | bool | None
@@ -35,13 +36,6 @@ MAX_URL_LENGTH: Final = 2_048
 # order total (quantity x lines x price) can never overflow a 64-bit column.
 MAX_PRICE_MINOR: Final = 10_000_000_000
 
-# ISO 4217 minor-unit exponents that differ from the usual 2 (the rest use 2).
-_CURRENCY_EXPONENTS: Final[Mapping[str, int]] = {
-    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0,
-    "PYG": 0, "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0,
-    "XPF": 0, "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
-    "CLF": 4, "UYW": 4,
-}  # fmt: skip
 
 CREATE_FIELDS: Final = frozenset(
     {"sku", "name", "description", "category", "price_minor", "currency", "attributes"}
@@ -49,11 +43,6 @@ CREATE_FIELDS: Final = frozenset(
 REQUIRED_FIELDS: Final = frozenset({"sku", "name", "category", "price_minor", "currency"})
 PATCHABLE_FIELDS: Final = CREATE_FIELDS | {"image_urls"}
 READ_ONLY_FIELDS: Final = frozenset({"id", "created_at", "updated_at"})
-
-
-def currency_exponent(currency: str) -> int:
-    """Digits after the decimal point for `currency` (JPY 0, USD 2, KWD 3)."""
-    return _CURRENCY_EXPONENTS.get(currency, 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,17 +71,18 @@ class Money:
             raise invalid("price is not a number", FieldError("price", "not a number")) from None
         if currency_problem(currency):
             raise invalid("invalid currency", FieldError("currency", "not an ISO 4217 code"))
-        scaled = value.scaleb(currency_exponent(currency))
-        if not value.is_finite() or scaled != scaled.to_integral_value():
+        try:
+            amount_minor = money.to_minor(value, currency, exact=True)
+        except ValueError:
             raise invalid(
                 "price has more decimals than the currency allows",
-                FieldError("price", f"at most {currency_exponent(currency)} decimals"),
-            )
-        return cls(int(scaled), currency)
+                FieldError("price", f"at most {money.exponent(currency)} decimals"),
+            ) from None
+        return cls(amount_minor, currency)
 
     def to_major(self) -> Decimal:
         """The amount in major units, exact (`Decimal("19.99")`)."""
-        return Decimal(self.amount_minor).scaleb(-currency_exponent(self.currency))
+        return money.from_minor(self.amount_minor, self.currency)
 
     def __add__(self, other: Money) -> Money:
         if other.currency != self.currency:

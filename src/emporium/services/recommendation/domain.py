@@ -125,11 +125,11 @@ class Purchase:
 
     @classmethod
     def from_event(cls, event: OrderCreatedV1) -> Purchase:
-        """Lines are keyed by `product_id` when the payload carries one (a later, additive
-        field), else by `sku`: see docs/engagement.md."""
+        """Lines are keyed by `product_id` when the payload carries one (an optional field
+        added later), else by `sku`: see docs/engagement.md."""
         units: dict[str, int] = {}
         for line in event.lines:
-            product = str(getattr(line, "product_id", None) or line.sku)
+            product = line.product_id or line.sku
             units[product] = units.get(product, 0) + line.quantity
         return cls(event.user_id, units)
 

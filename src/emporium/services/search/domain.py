@@ -24,13 +24,13 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, Final, cast
 
 from emporium.chassis.errors import FieldError, invalid
+from emporium.chassis.money import to_minor
 from emporium.chassis.search.base import SORT_ORDERS, SearchQuery, SearchResult, SortOrder
 from emporium.contracts.events import ProductUpdatedV1
 
@@ -40,15 +40,6 @@ MAX_WINDOW: Final = 10_000
 MAX_QUERY_LENGTH: Final = 200
 MAX_CURSOR_LENGTH: Final = 512
 CATEGORY_FACET: Final = "category"
-
-# ISO 4217 minor-unit exponents that differ from the usual 2 (product-service keeps the same
-# table; services share no code, so the handful of entries is repeated here).
-_CURRENCY_EXPONENTS: Final[Mapping[str, int]] = {
-    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0,
-    "PYG": 0, "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0,
-    "XPF": 0, "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
-    "CLF": 4, "UYW": 4,
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -238,49 +229,31 @@ class RemoveDocument:
 IndexChange = UpsertDocument | RemoveDocument
 
 
-def to_minor(amount: Decimal, currency: str) -> int:
-    """A major-unit amount (`Decimal("19.99")`) as integer minor units (1999), exactly;
-    an amount with more decimals than the currency has is rounded half-even (banker's)."""
-    exponent = _CURRENCY_EXPONENTS.get(currency.upper(), 2)
-    return int(amount.scaleb(exponent).to_integral_value())
-
-
 def index_change(event: ProductUpdatedV1, event_time: datetime) -> IndexChange:
     """What one `product.updated` does to the index.
 
     `event_time` (the CloudEvent `time`) is the document's `updated_at`, and its
     `created_at` unless the payload carries one. The event carries the whole product, so
     replaying it (redelivery) writes the same document again: the upsert is idempotent.
-    Fields a later payload version may add (`sku`, `attributes`, `image_urls`,
-    `created_at`, `price_minor`) are used when present; see the report in docs/engagement.md.
+    `sku`, `attributes`, `image_urls` and `created_at` were added to the payload later
+    (optional): an older payload without them indexes an empty sku and attributes, its single
+    `image_url`, and `event_time` as `created_at`.
     """
     if event.deleted:
         return RemoveDocument(event.product_id)
-    extra = _optional_fields(event)
-    price_minor = extra.get("price_minor")
-    if not isinstance(price_minor, int):
-        price_minor = to_minor(event.price, event.currency)
-    image_urls = extra.get("image_urls")
-    if not isinstance(image_urls, list):
-        image_urls = [event.image_url] if event.image_url else []
-    created_at = extra.get("created_at")
+    image_urls = event.image_urls or ([event.image_url] if event.image_url else [])
     return UpsertDocument(
         {
             "id": event.product_id,
-            "sku": str(extra.get("sku") or ""),
+            "sku": event.sku or "",
             "name": event.name,
             "description": event.description,
             "category": event.category,
-            "price_minor": price_minor,
+            "price_minor": to_minor(event.price, event.currency),
             "currency": event.currency,
-            "attributes": dict(extra.get("attributes") or {}),
+            "attributes": dict(event.attributes),
             "image_urls": list(image_urls),
-            "created_at": created_at if isinstance(created_at, datetime) else event_time,
+            "created_at": event.created_at or event_time,
             "updated_at": rfc3339(event_time),
         }
     )
-
-
-def _optional_fields(event: ProductUpdatedV1) -> dict[str, Any]:
-    names: Sequence[str] = ("sku", "attributes", "image_urls", "created_at", "price_minor")
-    return {name: getattr(event, name) for name in names if getattr(event, name, None) is not None}
