@@ -9,7 +9,7 @@ UV_VERSION := 0.13.8
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 PYTEST_ARGS ?=
 
-.PHONY: up test venv lint typecheck imports proto proto-check check bench clean
+.PHONY: up test venv lint typecheck imports proto proto-check asyncapi check bench clean
 
 $(BIN)/uv:
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -47,6 +47,11 @@ proto: venv
 
 proto-check: venv
 	$(BIN)/python scripts/gen_protos.py --check
+	$(BIN)/python scripts/gen_asyncapi.py --check
+
+## Regenerate docs/asyncapi.json from the event models.
+asyncapi: venv
+	$(BIN)/python scripts/gen_asyncapi.py
 
 bench: venv
 	$(BIN)/python bench/run_all.py

@@ -77,6 +77,8 @@ class ServiceApp:
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Readiness checks run by /healthz and folded into gRPC health: name -> async check.
     checks: dict[str, Callable[[], Awaitable[bool]]] = field(default_factory=dict)
+    # Verifies bearer tokens arriving in gRPC metadata (chassis.rpc.identity.TokenVerifier).
+    verifier: Any | None = None
 
 
 BuildFn = Callable[[ServiceSettings], Awaitable[ServiceApp]]
@@ -196,7 +198,7 @@ class _Runner:
         from emporium.chassis.rpc.health import add_health
         from emporium.chassis.rpc.server import create_server
 
-        server = create_server(self.app.name)
+        server = create_server(self.app.name, self.app.verifier)
         for reg in self.app.grpc_services:
             reg.add_to_server(reg.servicer, server)
         self.health = add_health(server, [r.service_name for r in self.app.grpc_services])
