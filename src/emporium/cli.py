@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     up_p = sub.add_parser("up", help="migrate, then run all twelve services until Ctrl-C")
     up_p.add_argument("--data-dir", type=Path, default=Path("var"))
     up_p.add_argument("--only", nargs="*", help="run only these services")
+    up_p.add_argument(
+        "--no-demo", action="store_true", help="do not load the demo catalog on first start"
+    )
     run_p = sub.add_parser("run", help="run one service in the foreground")
     run_p.add_argument("service")
     mig_p = sub.add_parser("migrate", help="apply database migrations")
@@ -68,4 +71,4 @@ def main(argv: list[str] | None = None) -> int:
     code = migrate([])
     if code:
         return code
-    return up(args.data_dir, args.only)
+    return up(args.data_dir, args.only, demo=not args.no_demo)

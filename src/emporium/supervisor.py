@@ -14,10 +14,12 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,7 @@ CONFIG_ERROR_EXIT = 2
 STABLE_AFTER_SECONDS = 30.0
 MAX_BACKOFF_SECONDS = 10.0
 STOP_GRACE_SECONDS = 15.0
+ADMIN_EMAIL = "admin@emporium.local"
 
 
 def _die_with_parent() -> None:
@@ -80,11 +83,18 @@ class Child:
 class Supervisor:
     """Starts, watches and stops the children; see the module docstring."""
 
-    def __init__(self, services: list[ServiceInfo], log_dir: Path, echo: bool = True) -> None:
+    def __init__(
+        self,
+        services: list[ServiceInfo],
+        log_dir: Path,
+        echo: bool = True,
+        after_ready: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.children = [Child(s, log_dir / f"{s.name}.log") for s in services]
         self.stopping = asyncio.Event()
         self.echo = echo
         self.env = dict(os.environ)
+        self.after_ready = after_ready
 
     def say(self, text: str) -> None:
         if self.echo:
@@ -158,12 +168,14 @@ class Supervisor:
             while pending:
                 for name, info in list(pending.items()):
                     with contextlib.suppress(httpx.HTTPError):
-                        r = await client.get(f"http://127.0.0.1:{info.http_port}/healthz")
+                        r = await client.get(f"http://127.0.0.1:{http_port(info)}/healthz")
                         if r.status_code == 200:
                             del pending[name]
                 await asyncio.sleep(0.3)
         self.say(f"all {len(self.children)} services ready in {time.monotonic() - started:.1f}s")
         self.say(where_table(self.children))
+        if self.after_ready is not None:
+            await self.after_ready()
 
 
 def where_table(children: list[Child]) -> str:
@@ -172,17 +184,78 @@ def where_table(children: list[Child]) -> str:
         grpc_addr = f"127.0.0.1:{c.info.grpc_port}" if c.info.grpc_port else "-"
         rows.append(
             f"{c.info.name:<16}{grpc_addr:<18}"
-            f"{'http://127.0.0.1:' + str(c.info.http_port):<34}{c.log_path}"
+            f"{'http://127.0.0.1:' + str(http_port(c.info)):<34}{c.log_path}"
         )
     rows.append(
-        f"REST API: http://127.0.0.1:{GATEWAY.http_port}/api/v1/health  "
+        f"REST API: http://127.0.0.1:{http_port(GATEWAY)}/api/v1/health  "
         f"(OpenAPI: /openapi.json)  — Ctrl-C stops everything"
     )
     return "\n".join(rows)
 
 
-def up(data_dir: Path, only: list[str] | None = None) -> int:
-    """Migrate, then run every service (or `only` these) until Ctrl-C."""
+def http_port(info: ServiceInfo) -> int:
+    """The HTTP port a service really listens on (the gateway's is configurable)."""
+    if info is GATEWAY and os.environ.get("EMPORIUM_GATEWAY_PORT", "").isdigit():
+        return int(os.environ["EMPORIUM_GATEWAY_PORT"])
+    return info.http_port
+
+
+def ensure_admin_password(data_dir: Path) -> str | None:
+    """Make sure auth-service gets an administrator password: EMPORIUM_ADMIN_PASSWORD if set,
+    else the one generated on the first start (kept, owner-readable only, in
+    `<data_dir>/admin-password` so the demo loader and the next start agree). Returns the
+    password when it was generated just now, so it is printed exactly once."""
+    if os.environ.get("EMPORIUM_ADMIN_PASSWORD"):
+        return None
+    path = data_dir / "admin-password"
+    created = None
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        created = secrets.token_urlsafe(15)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(created + "\n")
+    os.environ["EMPORIUM_ADMIN_PASSWORD"] = path.read_text().strip()
+    return created
+
+
+def demo_loader(supervisor: Supervisor, data_dir: Path) -> Callable[[], Awaitable[None]]:
+    """Load the demo catalog once, after everything is ready (see emporium.demo)."""
+    from emporium.demo import load_demo_catalog, marker_path
+
+    async def load() -> None:
+        marker = marker_path(data_dir)
+        if marker.exists():
+            return
+        supervisor.say("loading the demo catalog (first start) ...")
+        started = time.monotonic()
+        try:
+            count = await load_demo_catalog(
+                f"http://127.0.0.1:{http_port(GATEWAY)}",
+                ADMIN_EMAIL,
+                os.environ["EMPORIUM_ADMIN_PASSWORD"],
+            )
+        except Exception as exc:  # the shop still runs; say why and try again next start
+            supervisor.say(f"demo catalog not loaded: {type(exc).__name__}: {exc}")
+            return
+        marker.write_text(f"{count}\n")
+        supervisor.say(f"demo catalog: {count} products in {time.monotonic() - started:.1f}s")
+
+    return load
+
+
+def up(data_dir: Path, only: list[str] | None = None, demo: bool = True) -> int:
+    """Run every service (or `only` these) until Ctrl-C; load the demo catalog once."""
     os.environ.setdefault("EMPORIUM_DATA_DIR", str(data_dir))
+    generated = ensure_admin_password(data_dir)
+    if generated:
+        print(
+            f"[emporium] administrator {ADMIN_EMAIL} password: {generated}  "
+            f"(generated once, kept in {data_dir / 'admin-password'})",
+            flush=True,
+        )
     services = [s for s in SERVICES if not only or s.name in only]
-    return asyncio.run(Supervisor(services, data_dir / "log").run())
+    supervisor = Supervisor(services, data_dir / "log")
+    if demo and not only:
+        supervisor.after_ready = demo_loader(supervisor, data_dir)
+    return asyncio.run(supervisor.run())

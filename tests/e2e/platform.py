@@ -69,14 +69,24 @@ def wait_healthy(timeout: float = START_TIMEOUT_SECONDS) -> httpx.Response:
 
 
 @contextlib.contextmanager
-def running_platform(tmp: Path, extra_env: dict[str, str] | None = None) -> Iterator[Platform]:
+def running_platform(
+    tmp: Path, extra_env: dict[str, str] | None = None, demo: bool = False
+) -> Iterator[Platform]:
     busy = [p for p in ports() if not port_is_free(p)]
     assert not busy, f"ports already in use (is `make up` running?): {busy}"
     env = {**os.environ, "EMPORIUM_DATA_DIR": str(tmp / "var"), **(extra_env or {})}
     output = tmp / "up.log"
     with output.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "emporium", "up", "--data-dir", str(tmp / "var")],
+            [
+                sys.executable,
+                "-m",
+                "emporium",
+                "up",
+                "--data-dir",
+                str(tmp / "var"),
+                *([] if demo else ["--no-demo"]),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
