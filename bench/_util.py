@@ -38,15 +38,22 @@ def report(name: str, count: int, seconds: float, latencies_s: Sequence[float]) 
 
 
 @contextlib.contextmanager
-def platform_running(gateway: str, start: bool) -> Iterator[None]:
-    """Use a running platform, or start one (`emporium up`) in a temporary data dir."""
+def platform_running(
+    gateway: str, start: bool, admin_password: str = "bench-admin-password-0123"
+) -> Iterator[None]:
+    """Use a running platform, or start one (`emporium up --no-demo`) in a temporary data dir
+    with `admin_password` for the administrator."""
     if not start:
         yield
         return
     tmp = tempfile.mkdtemp(prefix="emporium-bench-")
-    env = {**os.environ, "EMPORIUM_DATA_DIR": f"{tmp}/var"}
+    env = {
+        **os.environ,
+        "EMPORIUM_DATA_DIR": f"{tmp}/var",
+        "EMPORIUM_ADMIN_PASSWORD": admin_password,
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "emporium", "up", "--data-dir", f"{tmp}/var"],
+        [sys.executable, "-m", "emporium", "up", "--no-demo", "--data-dir", f"{tmp}/var"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
