@@ -136,7 +136,8 @@ async def main_async(args: argparse.Namespace) -> None:
     total = sum(done)
     print(f"checkouts: {total} in {elapsed:.1f}s = {total / elapsed:.1f} checkouts/s")
     print(
-        f"{'endpoint':<30}{'n':>7}{'err':>6}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'SLO p99':>10}"
+        f"{'endpoint':<30}{'n':>7}{'err':>6}"
+        f"{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'SLO p99':>10}"
     )
     for label, samples in sorted(timings.samples.items()):
         ms = [s * 1000 for s in samples]
