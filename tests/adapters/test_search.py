@@ -202,3 +202,22 @@ async def test_index_survives_reopen(tmp_path: Path, index: SearchIndex) -> None
         assert {h["id"] for h in (await again.search(SearchQuery())).hits} == {"p1", "p2"}
     finally:
         await again.close()
+
+
+async def test_tombstones_are_kept_for_get_but_never_searched(loaded: SearchIndex) -> None:
+    """A removed product's tombstone lets a consumer spot stale events; shoppers never see it."""
+    await loaded.upsert([{**PRODUCTS[0], "deleted": True}])
+    await loaded.refresh()
+    tombstone = await loaded.get("p1")
+    assert tombstone is not None
+    assert tombstone["deleted"] is True
+    matching = await loaded.search(SearchQuery("headphones"))
+    assert set(ids(matching.hits)) == {"p2", "p4", "p5"}
+    assert matching.total == 3
+    everything = await loaded.search(SearchQuery())
+    assert everything.total == 4
+    assert "p1" not in ids(everything.hits)
+    assert everything.facets == {"category": {"audio": 1, "books": 2, "games": 1}}
+    await loaded.upsert([PRODUCTS[0]])  # a newer upsert brings it back
+    await loaded.refresh()
+    assert (await loaded.search(SearchQuery())).total == 5

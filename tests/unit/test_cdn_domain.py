@@ -112,3 +112,33 @@ def test_render_scales_down_keeping_format_and_ratio() -> None:
 )
 def test_if_none_match(header: str | None, expected: bool) -> None:
     assert domain.not_modified(header, '"abc"') is expected
+
+
+def test_image_names_urls_and_stored_metadata_round_trip() -> None:
+    info = domain.inspect_upload(make_image("WEBP"))
+    url = domain.image_url("http://127.0.0.1:9061/", info)
+    assert url == f"http://127.0.0.1:9061/images/{info.digest}.webp"
+    name = url.rsplit("/", 1)[-1]
+    assert domain.parse_image_name(name) == (info.digest, "webp")
+    stored = domain.stored_image(info.digest, "webp", info.size, domain.image_metadata(info))
+    assert stored == info
+    assert domain.stored_image(info.digest, "webp", info.size, {}) is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "abc.png", f"{'0' * 64}.gif", f"{'0' * 64}", f"{'G' * 64}.png", f"{'0' * 63}.png"],
+)
+def test_names_that_cannot_be_ours_are_rejected(name: str) -> None:
+    assert domain.parse_image_name(name) is None
+
+
+def test_product_ids_must_be_safe_in_keys() -> None:
+    assert domain.check_product_id("0b9c-41_a.b") == "0b9c-41_a.b"
+    for bad in ("", "a/b", "..", "é", "x" * 129):
+        with pytest.raises(DomainError) as caught:
+            domain.check_product_id(bad)
+        assert caught.value.code is ErrorCode.INVALID_ARGUMENT
+    info = domain.inspect_upload(make_image("PNG"))
+    assert domain.product_link_key("p1", info) == f"products/p1/{info.digest}.png"
+    assert domain.product_link_key("p1") == "products/p1/"

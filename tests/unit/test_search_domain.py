@@ -23,10 +23,13 @@ from emporium.services.search.domain import (
     decode_cursor,
     encode_cursor,
     index_change,
+    is_stale,
     next_cursor,
     parse_search_request,
+    rfc3339,
     search_response,
     to_query,
+    tombstone_document,
 )
 
 T = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -316,3 +319,15 @@ def test_event_time_in_another_zone_is_stored_as_utc_text() -> None:
     change = index_change(product_event(), local)
     assert isinstance(change, UpsertDocument)
     assert change.document["updated_at"] == "2025-01-02T03:04:05Z"
+
+
+def test_stale_events_are_strictly_older_than_the_indexed_document() -> None:
+    indexed = {"id": "p1", "updated_at": rfc3339(T)}
+    assert is_stale(indexed, T - timedelta(seconds=1))
+    assert not is_stale(indexed, T)  # the same event again: applied again, harmlessly
+    assert not is_stale(indexed, T + timedelta(seconds=1))
+    assert not is_stale(None, T)
+    assert not is_stale({"id": "p1"}, T)
+    tombstone = tombstone_document("p1", T)
+    assert tombstone["deleted"] is True
+    assert is_stale(tombstone, T - timedelta(microseconds=1))

@@ -79,6 +79,8 @@ class ServiceApp:
     checks: dict[str, Callable[[], Awaitable[bool]]] = field(default_factory=dict)
     # Verifies bearer tokens arriving in gRPC metadata (chassis.rpc.identity.TokenVerifier).
     verifier: Any | None = None
+    # Extra gRPC server options, e.g. cdn's larger `grpc.max_receive_message_length`.
+    grpc_options: list[tuple[str, Any]] = field(default_factory=list)
 
 
 BuildFn = Callable[[ServiceSettings], Awaitable[ServiceApp]]
@@ -198,7 +200,7 @@ class _Runner:
         from emporium.chassis.rpc.health import add_health
         from emporium.chassis.rpc.server import create_server
 
-        server = create_server(self.app.name, self.app.verifier)
+        server = create_server(self.app.name, self.app.verifier, options=self.app.grpc_options)
         for reg in self.app.grpc_services:
             reg.add_to_server(reg.servicer, server)
         self.health = add_health(server, [r.service_name for r in self.app.grpc_services])

@@ -15,6 +15,10 @@ Semantics checked on every adapter by tests/adapters/test_search.py:
   (with their counts) after the user picks one.
 - Hits are the stored documents with `created_at` as an aware UTC datetime and a `score`
   (the relevance score; None when sorted by price or date).
+- A document with `deleted: true` is a tombstone: `get` returns it, `search` never counts or
+  lists it (hits, total, facets). A consumer keeps one per removed product so that an older
+  event arriving after the removal (redelivery, replay) can be recognised as stale instead of
+  bringing the product back.
 """
 
 from __future__ import annotations
@@ -150,6 +154,11 @@ def check_document(doc: Mapping[str, Any]) -> Document:
     for name in ("sku", "description", "category", "currency"):
         clean[name] = str(doc.get(name) or "")
     return clean
+
+
+def is_tombstone(doc: Mapping[str, Any]) -> bool:
+    """Whether `doc` marks a removed document (kept for ordering, never searched)."""
+    return doc.get("deleted") is True
 
 
 def unique_ids(ids: Iterable[str]) -> list[str]:

@@ -44,6 +44,7 @@ MAPPING: dict[str, Any] = {
         "price_minor": {"type": "long"},
         "currency": {"type": "keyword"},
         "created_at": {"type": "date", "format": "epoch_millis"},
+        "deleted": {"type": "boolean"},
     },
 }
 
@@ -72,6 +73,10 @@ class ElasticsearchIndex(SearchIndex):
                 await self._client.options(ignore_status=400).indices.create(
                     index=self.index_name, mappings=MAPPING
                 )  # 400 = created meanwhile by another replica
+            else:  # an index made before a field was added learns it (mappings only grow)
+                await self._client.indices.put_mapping(
+                    index=self.index_name, properties=MAPPING["properties"]
+                )
             self._ready = True
         return self._client
 
@@ -144,7 +149,8 @@ class ElasticsearchIndex(SearchIndex):
 
 
 def _matching(q: SearchQuery) -> dict[str, Any]:
-    """Text (scored) and price (filter, unscored): everything but the category."""
+    """Text (scored) and price (filter, unscored): everything but the category; tombstones
+    never match."""
     must: list[dict[str, Any]] = [_word_query(w) for w in words(q.text)] or [{"match_all": {}}]
     filters: list[dict[str, Any]] = []
     if q.min_price is not None or q.max_price is not None:
@@ -152,7 +158,8 @@ def _matching(q: SearchQuery) -> dict[str, Any]:
         filters.append(
             {"range": {"price_minor": {k: v for k, v in bounds.items() if v is not None}}}
         )
-    return {"bool": {"must": must, "filter": filters}}
+    tombstones = [{"term": {"deleted": True}}]
+    return {"bool": {"must": must, "filter": filters, "must_not": tombstones}}
 
 
 def _word_query(word: str) -> dict[str, Any]:

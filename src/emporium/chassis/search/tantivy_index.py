@@ -32,6 +32,7 @@ from emporium.chassis.search.base import (
     SearchResult,
     check_document,
     fuzziness,
+    is_tombstone,
     to_datetime,
     unique_ids,
     words,
@@ -39,6 +40,7 @@ from emporium.chassis.search.base import (
 
 WRITER_HEAP_BYTES = 50_000_000
 MAX_FACET_VALUES = 1000
+TOMBSTONE_FIELD = "tombstone"
 
 
 def _schema() -> tantivy.Schema:
@@ -49,8 +51,25 @@ def _schema() -> tantivy.Schema:
     builder.add_text_field("category", tokenizer_name="raw", fast=True, index_option="basic")
     builder.add_integer_field("price_minor", indexed=True, fast=True)
     builder.add_integer_field("created_at_ms", indexed=True, fast=True)
+    builder.add_integer_field(TOMBSTONE_FIELD, indexed=True)  # 1 on tombstones only
     builder.add_bytes_field("source", stored=True)
     return builder.build()
+
+
+def _open_index(path: Path) -> tantivy.Index:
+    """The index in `path` (created if empty). An index written with another schema is not
+    migrated in place: it is a read model, rebuilt by replaying `product.updated` into an
+    empty directory, so the error says which directory to move away."""
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        return tantivy.Index(_schema(), path=str(path), reuse=True)
+    except ValueError as exc:
+        if "schema does not match" not in str(exc):
+            raise
+        raise RuntimeError(
+            f"search index {path} was written with an older schema; move it away and "
+            "let search-service rebuild it from product.updated"
+        ) from exc
 
 
 class TantivyIndex(SearchIndex):
@@ -67,15 +86,13 @@ class TantivyIndex(SearchIndex):
     def _opened(self) -> tantivy.Index:
         with self._lock:
             if self._index is None:
-                self.path.mkdir(parents=True, exist_ok=True)
-                self._index = tantivy.Index(_schema(), path=str(self.path), reuse=True)
+                self._index = _open_index(self.path)
             return self._index
 
     def _writable(self) -> tuple[tantivy.Index, tantivy.IndexWriter]:
         """Index and its single writer (call with the lock held)."""
         if self._index is None:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._index = tantivy.Index(_schema(), path=str(self.path), reuse=True)
+            self._index = _open_index(self.path)
         if self._writer is None:
             self._writer = self._index.writer(heap_size=WRITER_HEAP_BYTES, num_threads=1)
         return self._index, self._writer
@@ -167,7 +184,7 @@ class TantivyIndex(SearchIndex):
 
 
 def _matching(schema: tantivy.Schema, q: SearchQuery) -> tantivy.Query:
-    """Text and price filters (everything except the category)."""
+    """Text and price filters (everything except the category), never a tombstone."""
     parts = [_word_query(schema, w) for w in words(q.text)]
     if q.min_price is not None or q.max_price is not None:
         parts.append(
@@ -175,7 +192,11 @@ def _matching(schema: tantivy.Schema, q: SearchQuery) -> tantivy.Query:
                 schema, "price_minor", tantivy.FieldType.Integer, q.min_price, q.max_price
             )
         )
-    return _all_of(parts)
+    live = _all_of(parts)
+    tombstones = tantivy.Query.term_query(schema, TOMBSTONE_FIELD, 1)
+    return tantivy.Query.boolean_query(
+        [(tantivy.Occur.Must, live), (tantivy.Occur.MustNot, tombstones)]
+    )
 
 
 def _word_query(schema: tantivy.Schema, word: str) -> tantivy.Query:
@@ -217,6 +238,8 @@ def _to_tantivy(doc: Document) -> tantivy.Document:
         out.add_text("category", doc["category"])
     out.add_integer("price_minor", doc["price_minor"])
     out.add_integer("created_at_ms", int(created.timestamp() * 1000))
+    if is_tombstone(doc):
+        out.add_integer(TOMBSTONE_FIELD, 1)
     source = {**doc, "created_at": created.isoformat()}
     out.add_bytes("source", json.dumps(source, default=str).encode())
     return out

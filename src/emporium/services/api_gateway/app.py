@@ -1,17 +1,60 @@
-"""Wiring of the gateway: the FastAPI app, its routers and error handlers."""
+"""Wiring of the gateway: the FastAPI app, its routers, middleware and error handlers.
+
+`create_api(targets)` builds the app without opening anything: the gRPC channels to the
+backends are created on first use (`backends.Backends`) and closed by `build`'s `on_stop`.
+The runtime wraps the app in `TracingMiddleware` (X-Request-Id on every response, one span
+per request) and the HTTP metrics middleware.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from emporium.chassis.catalog import BACKENDS
 from emporium.chassis.config import ServiceSettings, grpc_target
 from emporium.chassis.rpc.health import HealthProber
 from emporium.chassis.runtime import ServiceApp
-from emporium.services.api_gateway import health, problems
+from emporium.services.api_gateway import (
+    analytics,
+    auth,
+    health,
+    inventory,
+    notifications,
+    orders,
+    problems,
+    products,
+    recommendations,
+    search,
+    users,
+)
+from emporium.services.api_gateway.backends import Backends
+from emporium.services.api_gateway.bodylimit import BodySizeLimitMiddleware
+from emporium.services.api_gateway.ratelimit import (
+    ClientRateLimitMiddleware,
+    RateLimits,
+    TokenBucketLimiter,
+)
+
+ROUTERS = (
+    health.router,
+    auth.router,
+    users.router,
+    products.router,
+    search.router,
+    inventory.router,
+    orders.router,
+    notifications.router,
+    recommendations.router,
+    analytics.router,
+)
 
 
-def create_api(targets: dict[str, str]) -> FastAPI:
+def create_api(targets: dict[str, str], limits: RateLimits | None = None) -> FastAPI:
+    """The gateway app for backends at `targets` (backend name -> `host:port`)."""
+    limits = limits or RateLimits()
     api = FastAPI(
         title="Emporium API",
         version="1.0.0",
@@ -19,14 +62,65 @@ def create_api(targets: dict[str, str]) -> FastAPI:
     )
     api.state.targets = targets
     api.state.prober = HealthProber()
+    api.state.backends = Backends(targets)
+    api.state.login_limiter = TokenBucketLimiter(limits.login_rate, limits.login_burst)
     problems.install(api)
-    api.include_router(health.router)
+    for router in ROUTERS:
+        api.include_router(router)
+    # Added last = outermost: cheap refusals happen before any parsing.
+    api.add_middleware(BodySizeLimitMiddleware)
+    api.add_middleware(
+        ClientRateLimitMiddleware,
+        limiter=TokenBucketLimiter(limits.client_rate, limits.client_burst),
+    )
+    install_openapi(api)
     return api
+
+
+async def close_api(api: FastAPI) -> None:
+    await api.state.backends.close()
+    await api.state.prober.close()
+
+
+def install_openapi(api: FastAPI) -> None:
+    """FastAPI's document, adjusted to what the gateway really answers: invalid input is a
+    400 problem (not FastAPI's default 422 schema) and every error is problem+json."""
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema:
+            return api.openapi_schema
+        schema = get_openapi(
+            title=api.title,
+            version=api.version,
+            openapi_version=api.openapi_version,
+            description=api.description,
+            routes=api.routes,
+        )
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                _problem_responses(operation.get("responses", {}))
+        schemas = schema.get("components", {}).get("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        api.openapi_schema = schema
+        return schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
+
+
+def _problem_responses(responses: dict[str, Any]) -> None:
+    responses.pop("422", None)
+    for status, response in responses.items():
+        content = response.get("content", {})
+        if status.isdigit() and int(status) >= 400 and "application/json" in content:
+            content[problems.PROBLEM] = content.pop("application/json")
 
 
 async def build(settings: ServiceSettings) -> ServiceApp:
     targets = {b.name: grpc_target(b.name) for b in BACKENDS}
     api = create_api(targets)
-    return ServiceApp(
-        name=settings.name, settings=settings, http_app=api, on_stop=[api.state.prober.close]
-    )
+
+    async def close() -> None:
+        await close_api(api)
+
+    return ServiceApp(name=settings.name, settings=settings, http_app=api, on_stop=[close])

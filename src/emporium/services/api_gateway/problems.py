@@ -1,13 +1,22 @@
 """RFC 9457 problem+json for every error the gateway returns.
 
-Backends raise `DomainError`; it arrives here as a gRPC status plus `x-error-*` trailing
-metadata, and is rendered once, in one place, as problem+json. Request validation errors
-(pydantic) become 422 with `errors` naming each field; nothing is ever a bare 500 page.
+Backends raise `DomainError`; it arrives here as a gRPC status plus the `emporium-error-bin`
+trailer, is rebuilt by `domain_error_from_rpc` and rendered once, in one place, as
+problem+json, with the status `DomainError.http_status` gives (so a 4xx cause is never a
+500, and an unreachable backend or an open circuit is 503).
+
+One choice for invalid input, wherever it is caught: **400** with `errors: [{field,
+message}]`. Request validation at the edge (pydantic, FastAPI's `RequestValidationError`)
+uses the same status and shape as a backend's `INVALID_ARGUMENT`, so clients handle one
+case. `field` is the dotted path inside the JSON body (`items.0.quantity`), or the query
+parameter or header name (`limit`, `Idempotency-Key`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -21,6 +30,18 @@ from emporium.chassis.errors import DomainError, ErrorCode
 log = logging.getLogger("emporium.gateway")
 PROBLEM = "application/problem+json"
 TYPE_BASE = "https://emporium.dev/problems/"
+# When a backend (auth's failed-login throttle) says RESOURCE_EXHAUSTED without a hint.
+DEFAULT_RETRY_AFTER_SECONDS = 30
+_LOCATIONS = {"body", "query", "path", "header", "cookie"}
+
+
+class TooManyRequests(Exception):
+    """Raised by a route's own limiter (login); rendered as 429 with `Retry-After`."""
+
+    def __init__(self, retry_after: float, detail: str = "too many attempts; retry later") -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+        self.detail = detail
 
 
 def problem(
@@ -30,24 +51,77 @@ def problem(
     *,
     type_: str = "about:blank",
     errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
     body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
     if errors:
         body["errors"] = errors
     body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def retry_after_header(wait: float) -> dict[str, str]:
+    """`Retry-After` in whole seconds (at least 1)."""
+    return {"Retry-After": str(max(1, math.ceil(wait)))}
+
+
+def _headers_for(status: int) -> dict[str, str] | None:
+    if status == 401:
+        return {"WWW-Authenticate": 'Bearer realm="emporium"'}
+    if status == 429:
+        return {"Retry-After": str(DEFAULT_RETRY_AFTER_SECONDS)}
+    return None
 
 
 def from_domain_error(exc: DomainError) -> JSONResponse:
     fields = [{"field": f.field, "message": f.message} for f in exc.fields]
+    status = exc.http_status
     return problem(
-        exc.http_status,
+        status,
         exc.code.value.replace("_", " "),
         exc.message,
         type_=TYPE_BASE + (exc.reason or exc.code.value),
         errors=fields or None,
+        headers=_headers_for(status),
+        reason=exc.reason or exc.code.value,
     )
+
+
+def field_name(loc: Sequence[Any]) -> str:
+    """`("body", "items", 0, "quantity")` -> `items.0.quantity`; `("header", "x")` -> `x`."""
+    parts = list(loc)
+    if parts and parts[0] in _LOCATIONS and len(parts) > 1:
+        parts = parts[1:]
+    return ".".join(str(p) for p in parts)
+
+
+def from_validation_error(exc: RequestValidationError) -> JSONResponse:
+    errors = [{"field": field_name(e["loc"]), "message": str(e["msg"])} for e in exc.errors()]
+    return problem(
+        400,
+        "invalid argument",
+        "the request has invalid fields",
+        type_=TYPE_BASE + "invalid_argument",
+        errors=errors,
+        reason="invalid_argument",
+    )
+
+
+def from_rpc_error(exc: grpc.aio.AioRpcError) -> JSONResponse:
+    from emporium.chassis.rpc.client import domain_error_from_rpc
+
+    if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+        return problem(
+            501,
+            "not implemented",
+            "the backend does not implement this operation yet",
+            type_=TYPE_BASE + "not_implemented",
+        )
+    err = domain_error_from_rpc(exc)
+    if err.code == ErrorCode.INTERNAL:
+        log.error("backend error", extra={"grpc_code": str(exc.code())})
+    return from_domain_error(err)
 
 
 def install(app: FastAPI) -> None:
@@ -59,30 +133,31 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(grpc.aio.AioRpcError)
     async def _rpc(_: Request, exc: grpc.aio.AioRpcError) -> JSONResponse:
-        from emporium.chassis.rpc.client import domain_error_from_rpc
-
-        err = domain_error_from_rpc(exc)
-        if err.code == ErrorCode.INTERNAL:
-            log.error("backend error", extra={"grpc_code": str(exc.code())})
-        return from_domain_error(err)
+        return from_rpc_error(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]}
-            for e in exc.errors()
-        ]
+        return from_validation_error(exc)
+
+    @app.exception_handler(TooManyRequests)
+    async def _too_many(_: Request, exc: TooManyRequests) -> JSONResponse:
         return problem(
-            422,
-            "invalid request",
-            "the request has invalid fields",
-            type_=TYPE_BASE + "invalid_argument",
-            errors=errors,
+            429,
+            "too many requests",
+            exc.detail,
+            type_=TYPE_BASE + "rate_limited",
+            headers=retry_after_header(exc.retry_after),
+            reason="rate_limited",
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail), type_=TYPE_BASE + "http")
+        return problem(
+            exc.status_code,
+            str(exc.detail),
+            type_=TYPE_BASE + "http",
+            headers=dict(exc.headers) if exc.headers else None,
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -138,3 +138,66 @@ def not_modified(if_none_match: str | None, etag: str) -> bool:
     candidates = [c.strip() for c in if_none_match.split(",")]
     bare = etag.removeprefix("W/")
     return any(c == "*" or c.removeprefix("W/") == bare for c in candidates)
+
+
+# -- names, URLs and product links ------------------------------------------------------------
+
+_EXTENSIONS = {ext: content_type for content_type, ext in _FORMATS.values()}
+_HEX = frozenset("0123456789abcdef")
+MAX_PRODUCT_ID_LENGTH = 128
+
+
+def image_url(base_url: str, info: ImageInfo) -> str:
+    """The public URL of the original: `<base>/images/<digest>.<ext>`."""
+    return f"{base_url.rstrip('/')}/images/{info.digest}.{info.extension}"
+
+
+def parse_image_name(name: str) -> tuple[str, str] | None:
+    """`<digest>.<ext>` from a URL -> (digest, extension), or None if it cannot be ours."""
+    digest, dot, extension = name.partition(".")
+    if not dot or extension not in _EXTENSIONS:
+        return None
+    if len(digest) != 64 or not set(digest) <= _HEX:
+        return None
+    return digest, extension
+
+
+def stored_image(
+    digest: str, extension: str, size: int, metadata: dict[str, str]
+) -> ImageInfo | None:
+    """The ImageInfo of a stored original from its object metadata (None if unreadable)."""
+    try:
+        width, height = int(metadata["width"]), int(metadata["height"])
+    except (KeyError, ValueError):
+        return None
+    return ImageInfo(digest, _EXTENSIONS[extension], extension, width, height, size)
+
+
+def image_metadata(info: ImageInfo) -> dict[str, str]:
+    """What the object store keeps next to an original, so serving never re-decodes it."""
+    return {"width": str(info.width), "height": str(info.height)}
+
+
+def check_product_id(product_id: str) -> str:
+    """A product id usable in an object key (ids are opaque, but never paths)."""
+    if (
+        not product_id
+        or len(product_id) > MAX_PRODUCT_ID_LENGTH
+        or not all((c.isascii() and c.isalnum()) or c in "-_." for c in product_id)
+        or product_id.strip(".") == ""
+    ):
+        raise invalid(
+            "invalid product id",
+            FieldError("product_id", "letters, digits, '-', '_' or '.', at most 128"),
+        )
+    return product_id
+
+
+def product_link_key(product_id: str, info: ImageInfo | None = None) -> str:
+    """The small object recording that `product_id` uses an image (or the prefix of all).
+
+    Originals are shared by content (two products may upload the same bytes), so a product
+    owns links, never bytes: removing a product removes its links only.
+    """
+    prefix = f"products/{product_id}/"
+    return prefix if info is None else f"{prefix}{info.digest}.{info.extension}"

@@ -257,3 +257,40 @@ def index_change(event: ProductUpdatedV1, event_time: datetime) -> IndexChange:
             "updated_at": rfc3339(event_time),
         }
     )
+
+
+def tombstone_document(product_id: str, event_time: datetime) -> dict[str, Any]:
+    """What stays in the index after a product is deleted: its id and when, nothing to find.
+
+    The search port never lists a tombstone (`deleted: true`); it exists so an older
+    `product.updated` delivered after the deletion is seen as stale by `is_stale`.
+    """
+    return {
+        "id": product_id,
+        "name": product_id,
+        "deleted": True,
+        "created_at": event_time,
+        "updated_at": rfc3339(event_time),
+    }
+
+
+def is_stale(indexed: Mapping[str, Any] | None, event_time: datetime) -> bool:
+    """Whether an event at `event_time` is older than what the index already holds.
+
+    Strictly older only: the same event delivered again writes the same document again,
+    which is harmless, whereas dropping equal times could lose one of two changes made in
+    the same instant. A document without a readable `updated_at` never blocks a write.
+    """
+    if indexed is None:
+        return False
+    raw = indexed.get("updated_at")
+    if not isinstance(raw, str):
+        return False
+    try:
+        indexed_time = datetime.fromisoformat(raw)
+    except ValueError:
+        return False
+    if indexed_time.tzinfo is None:
+        indexed_time = indexed_time.replace(tzinfo=UTC)
+    moment = event_time if event_time.tzinfo else event_time.replace(tzinfo=UTC)
+    return moment < indexed_time

@@ -15,75 +15,37 @@ configured file or environment variable and passes them to `signing_key_or_ephem
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-JWS_ALGORITHM = "EdDSA"
-JWK_KEY_TYPE = "OKP"
-JWK_CURVE = "Ed25519"
+from emporium.chassis.auth_tokens import (
+    JWK,
+    JWK_CURVE,
+    JWK_KEY_TYPE,
+    JWS_ALGORITHM,
+    VerificationKey,
+    jwk_thumbprint,
+)
 
-JWK = dict[str, str]
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _raw_public_bytes(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def jwk_thumbprint(public_key: Ed25519PublicKey) -> str:
-    """RFC 7638 thumbprint: SHA-256 over the required members in lexicographic order."""
-    members = {"crv": JWK_CURVE, "kty": JWK_KEY_TYPE, "x": _b64url(_raw_public_bytes(public_key))}
-    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode("ascii")
-    return _b64url(hashlib.sha256(canonical).digest())
-
-
-@dataclass(frozen=True)
-class VerificationKey:
-    """A public key and its `kid`: what a verifier needs, and all a JWKS ever contains."""
-
-    kid: str
-    public_key: Ed25519PublicKey
-
-    @classmethod
-    def of(cls, public_key: Ed25519PublicKey) -> VerificationKey:
-        return cls(jwk_thumbprint(public_key), public_key)
-
-    def to_jwk(self) -> JWK:
-        return {
-            "kty": JWK_KEY_TYPE,
-            "crv": JWK_CURVE,
-            "x": _b64url(_raw_public_bytes(self.public_key)),
-            "kid": self.kid,
-            "alg": JWS_ALGORITHM,
-            "use": "sig",
-        }
-
-    @classmethod
-    def from_jwk(cls, jwk: dict[str, object]) -> VerificationKey:
-        """Parse one Ed25519 JWK; ValueError when it is not one (or is malformed)."""
-        if jwk.get("kty") != JWK_KEY_TYPE or jwk.get("crv") != JWK_CURVE:
-            raise ValueError("not an Ed25519 JWK")
-        if jwk.get("alg", JWS_ALGORITHM) != JWS_ALGORITHM or jwk.get("use", "sig") != "sig":
-            raise ValueError("JWK is not meant for EdDSA signatures")
-        x, kid = jwk.get("x"), jwk.get("kid")
-        if not isinstance(x, str) or not isinstance(kid, str) or not kid:
-            raise ValueError("JWK needs string members x and kid")
-        raw = _b64url_decode(x)
-        if len(raw) != 32:
-            raise ValueError("Ed25519 public key must be 32 bytes")
-        return cls(kid, Ed25519PublicKey.from_public_bytes(raw))
+# VerificationKey and the thumbprint live in the chassis (emporium.chassis.auth_tokens)
+# because every verifier needs them; they are re-exported here for the auth domain.
+__all__ = [
+    "JWK",
+    "JWK_CURVE",
+    "JWK_KEY_TYPE",
+    "JWS_ALGORITHM",
+    "SigningKey",
+    "VerificationKey",
+    "generate_signing_key",
+    "jwk_thumbprint",
+    "load_signing_key",
+    "load_verification_key",
+    "private_key_pem",
+    "public_key_pem",
+    "signing_key_or_ephemeral",
+]
 
 
 @dataclass(frozen=True)

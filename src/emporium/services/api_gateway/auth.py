@@ -1,0 +1,137 @@
+"""`/api/v1/auth/*`: register, login, refresh, logout (auth-service, then user-service)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field, StringConstraints
+
+from emporium.chassis.rpc.identity import Caller, acting_as
+from emporium.contracts.rpc.auth.v1 import auth_pb2
+from emporium.contracts.rpc.user.v1 import user_pb2
+from emporium.services.api_gateway.backends import SERVICE_NAME
+from emporium.services.api_gateway.problems import TooManyRequests
+from emporium.services.api_gateway.ratelimit import TokenBucketLimiter
+from emporium.services.api_gateway.schemas import RequestModel, problem_responses
+from emporium.services.api_gateway.security import Gateway, User
+
+router = APIRouter(prefix="/api/v1/auth", tags=["identity"])
+
+# Shape only: auth-service owns the full rules (canonical email, password policy) and
+# answers 400 naming the field; these catch the obvious cases before any call.
+Email = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$"
+    ),
+]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class RegisterBody(RequestModel):
+    email: Email
+    password: str = Field(min_length=10, max_length=128, description="10 to 128 characters")
+    name: Name
+
+
+class Registered(BaseModel):
+    id: str
+    email: str
+    name: str
+
+
+class LoginBody(RequestModel):
+    email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=254)]
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class RefreshBody(RequestModel):
+    refresh_token: str = Field(min_length=1, max_length=1024)
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+def _pair(answer: auth_pb2.TokenPair) -> TokenPair:
+    return TokenPair(
+        access_token=answer.access_token,
+        refresh_token=answer.refresh_token,
+        token_type=(answer.token_type or "bearer").lower(),
+        expires_in=answer.expires_in,
+    )
+
+
+@router.post(
+    "/register",
+    status_code=201,
+    response_model=Registered,
+    summary="Create an account (credentials in auth-service, profile in user-service)",
+    responses=problem_responses(409),
+)
+async def register(body: RegisterBody, backends: Gateway) -> Registered:
+    with acting_as(Caller.anonymous()):
+        account = await backends.auth.Register(
+            auth_pb2.RegisterRequest(email=body.email, password=body.password, name=body.name)
+        )
+    # The profile is created by the gateway on the new account's behalf; CreateUser is
+    # idempotent by user_id, so the channel retries it on a transient failure.
+    with acting_as(Caller.system(SERVICE_NAME)):
+        profile = await backends.user.CreateUser(
+            user_pb2.CreateUserRequest(user_id=account.user_id, email=account.email, name=body.name)
+        )
+    return Registered(
+        id=profile.id or account.user_id,
+        email=profile.email or account.email,
+        name=profile.name or body.name,
+    )
+
+
+@router.post(
+    "/login",
+    response_model=TokenPair,
+    summary="Exchange email and password for an access and a refresh token",
+    responses=problem_responses(401),
+)
+async def login(body: LoginBody, request: Request, backends: Gateway) -> TokenPair:
+    ip = request.client.host if request.client else "unknown"
+    limiter: TokenBucketLimiter = request.app.state.login_limiter
+    wait = limiter.acquire(f"{body.email.lower()}|{ip}")
+    if wait > 0:
+        raise TooManyRequests(wait, "too many login attempts for this account; retry later")
+    with acting_as(Caller.anonymous()):
+        answer = await backends.auth.Login(
+            auth_pb2.LoginRequest(email=body.email, password=body.password, client_ip=ip)
+        )
+    return _pair(answer)
+
+
+@router.post(
+    "/refresh",
+    response_model=TokenPair,
+    summary="Rotate a refresh token (a reused one is rejected and revokes its session)",
+    responses=problem_responses(401),
+)
+async def refresh(body: RefreshBody, backends: Gateway) -> TokenPair:
+    with acting_as(Caller.anonymous()):
+        answer = await backends.auth.Refresh(
+            auth_pb2.RefreshRequest(refresh_token=body.refresh_token)
+        )
+    return _pair(answer)
+
+
+@router.post(
+    "/logout",
+    status_code=204,
+    response_class=Response,
+    summary="End the session: the access token and its refresh token stop working at once",
+    responses=problem_responses(401),
+)
+async def logout(caller: User, backends: Gateway) -> Response:
+    with acting_as(caller):
+        await backends.auth.Logout(auth_pb2.LogoutRequest(access_token=caller.token or ""))
+    return Response(status_code=204)
