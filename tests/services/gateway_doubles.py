@@ -5,6 +5,7 @@ under test, so each double implements just enough of its proto to check the REST
 it records every request with the caller identity it arrived with, and raises the same
 `DomainError`s the real service documents (docs/protos.md), so the chassis server
 interceptor turns them into real gRPC statuses + error trailers, exactly as in production.
+RPCs the gateway never calls are left out (the generated base answers UNIMPLEMENTED).
 """
 
 from __future__ import annotations

@@ -567,3 +567,16 @@ async def test_analytics_range_must_be_ordered(client: httpx.AsyncClient) -> Non
         params={"from": "2024-05-02T00:00:00Z", "to": "2024-05-01T00:00:00Z"},
     )
     assert fields_of(assert_problem(response, 400)) == {"from"}
+
+
+async def test_declared_oversized_body_is_413_before_reading(
+    client: httpx.AsyncClient, doubles: Doubles
+) -> None:
+    product = await create_product(client)
+    response = await client.post(
+        f"/api/v1/products/{product['id']}/images",
+        headers={**ADMIN, "Content-Type": "multipart/form-data; boundary=x"},
+        content=b"x" * (11 * 1024 * 1024),
+    )
+    assert_problem(response, 413)
+    assert doubles.rec.count("ValidateToken") == 1  # only create_product's: refused earlier

@@ -17,11 +17,13 @@ from emporium.services.inventory.domain import (
     Reservation,
     ReservationStatus,
     StockItem,
+    check_sku,
     commit,
     due_for_expiry,
     expire,
     release,
     release_order,
+    reservation_ttl,
     reserve,
 )
 
@@ -309,3 +311,26 @@ def _check_conservation(
         assert entry.reserved == held, where
         assert entry.on_hand + sold == received[sku], where
         assert entry.low_alerted == (entry.available <= entry.low_stock_threshold), where
+
+
+@pytest.mark.parametrize("sku", ["HEAD-1", "a", "x.y_z-9", "A" * 64])
+def test_valid_skus_pass(sku: str) -> None:
+    assert check_sku(sku) == sku
+
+
+@pytest.mark.parametrize("sku", ["", "-lead", "has space", "a/b", "A" * 65, "caf\u00e9"])
+def test_invalid_skus_name_the_sku_field(sku: str) -> None:
+    with pytest.raises(DomainError) as caught:
+        check_sku(sku)
+    assert caught.value.code == ErrorCode.INVALID_ARGUMENT
+    assert [f.field for f in caught.value.fields] == ["sku"]
+
+
+def test_reservation_ttl_defaults_and_bounds() -> None:
+    assert reservation_ttl(0) == DEFAULT_RESERVATION_TTL
+    assert reservation_ttl(90) == timedelta(seconds=90)
+    assert reservation_ttl(86_400) == timedelta(days=1)
+    for bad in (-1, 86_401):
+        with pytest.raises(DomainError) as caught:
+            reservation_ttl(bad)
+        assert [f.field for f in caught.value.fields] == ["ttl_seconds"]

@@ -10,6 +10,7 @@ Invariants, checked after every change: `0 <= reserved <= on_hand`, hence `avail
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -343,3 +344,36 @@ def expire(stock: Mapping[str, StockItem], reservation: Reservation, now: dateti
 def due_for_expiry(reservations: Iterable[Reservation], now: datetime) -> list[Reservation]:
     """The held reservations whose time is up, oldest first (what the sweeper processes)."""
     return sorted((r for r in reservations if r.is_expired(now)), key=lambda r: r.expires_at)
+
+
+SKU_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MAX_RESERVATION_TTL: Final = timedelta(hours=24)
+
+
+def sku_problem(value: object) -> str | None:
+    """The catalog's sku alphabet (product-service enforces the same rule): skus appear in
+    URLs (`/inventory/{sku}`) and Kafka keys."""
+    if not isinstance(value, str) or not SKU_PATTERN.fullmatch(value):
+        return "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+    return None
+
+
+def check_sku(sku: object) -> str:
+    """`sku` if valid, else INVALID_ARGUMENT naming the `sku` field."""
+    if problem := sku_problem(sku):
+        raise invalid("invalid sku", FieldError("sku", problem))
+    assert isinstance(sku, str)
+    return sku
+
+
+def reservation_ttl(seconds: int) -> timedelta:
+    """The hold time a `ReserveStock` asks for: 0 means the default; at most a day, so an
+    abandoned saga cannot keep stock off the shelf for long."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
+        raise invalid("invalid ttl", FieldError("ttl_seconds", "must not be negative"))
+    if seconds == 0:
+        return DEFAULT_RESERVATION_TTL
+    ttl = timedelta(seconds=seconds)
+    if ttl > MAX_RESERVATION_TTL:
+        raise invalid("invalid ttl", FieldError("ttl_seconds", "must be at most 86400"))
+    return ttl

@@ -40,6 +40,9 @@ from emporium.contracts.events import (
 CHANNEL_EMAIL: Final = "email"
 DEFAULT_LIMIT: Final = 20
 MAX_LIMIT: Final = 100
+# `inventory.low` names no person and events carry no admin's user id, so stock alerts go to
+# this well-known recipient; every admin's own list includes its notifications.
+ADMIN_RECIPIENT_ID: Final = "role:admin"
 # Fixed namespace of the UUID5 notification ids: changing it would re-notify on redelivery.
 _ID_NAMESPACE: Final = uuid.UUID("6f1d4b0e-4a53-5c2e-9d7a-1f6a0e5b7c21")
 
@@ -90,6 +93,19 @@ class Notification:
     @property
     def deliverable(self) -> bool:
         return self.status is Status.PENDING and self.email is not None
+
+
+def admin_recipient(email: str | None) -> Recipient:
+    """The operators' recipient of stock alerts (`email` is the configured admin address)."""
+    return Recipient(ADMIN_RECIPIENT_ID, email or None, "admin")
+
+
+def visible_recipients(owner_id: str, caller_id: str, caller_is_admin: bool) -> list[str]:
+    """Whose notifications a list of `owner_id`'s shows: an admin listing its own also sees
+    the operators' alerts; listing someone else's (admins only) shows just theirs."""
+    if owner_id == caller_id and caller_is_admin:
+        return [owner_id, ADMIN_RECIPIENT_ID]
+    return [owner_id]
 
 
 def notification_id(event_id: str, kind: Kind | str) -> str:

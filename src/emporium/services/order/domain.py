@@ -345,6 +345,7 @@ class Order:
             "lines": [
                 {
                     "sku": line.sku,
+                    "product_id": line.product_id,
                     "quantity": line.quantity,
                     "unit_price": from_minor(line.unit_price_minor, self.currency),
                 }

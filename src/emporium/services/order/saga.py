@@ -101,6 +101,7 @@ class Charge:
     currency: str
     payment_token: str
     attempt: int
+    user_id: str = ""  # whose order: payment-service records it and puts it on its event
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ class VoidPayment:
     currency: str
     payment_token: str
     attempt: int
+    user_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -440,11 +442,11 @@ class CheckoutSaga:
             case SagaState.RESERVING_STOCK:
                 return ReserveStock(step_id, order_id, sku_quantities(self.order.lines), attempt)
             case SagaState.CHARGING:
-                return Charge(step_id, order_id, *self._money(), attempt)
+                return Charge(step_id, order_id, *self._money(), attempt, self.order.user_id)
             case SagaState.COMMITTING_STOCK:
                 return CommitStock(step_id, order_id, attempt)
             case SagaState.VOIDING_PAYMENT:
-                return VoidPayment(step_id, order_id, *self._money(), attempt)
+                return VoidPayment(step_id, order_id, *self._money(), attempt, self.order.user_id)
             case SagaState.REFUNDING_PAYMENT:
                 return RefundPayment(step_id, order_id, attempt)
             case SagaState.RELEASING_STOCK:

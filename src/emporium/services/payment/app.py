@@ -9,6 +9,7 @@ from emporium.chassis.events.wiring import add_outbox_relay, open_service_bus
 from emporium.chassis.runtime import GrpcRegistration, ServiceApp
 from emporium.contracts.rpc.payment.v1 import payment_pb2_grpc
 from emporium.services.payment import store
+from emporium.services.payment.handlers import Payments
 from emporium.services.payment.rpc import SERVICE_NAME, PaymentServicer
 
 
@@ -23,7 +24,7 @@ async def build(settings: ServiceSettings) -> ServiceApp:
     app.grpc_services.append(
         GrpcRegistration(
             add_to_server=payment_pb2_grpc.add_PaymentServiceServicer_to_server,
-            servicer=PaymentServicer(db),  # type: ignore[abstract]  # unwritten RPCs answer UNIMPLEMENTED
+            servicer=PaymentServicer(Payments(db)),
             service_name=SERVICE_NAME,
         )
     )

@@ -5,11 +5,29 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    String,
+    Table,
+    UniqueConstraint,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from emporium.chassis.db import Database
 from emporium.chassis.events.tables import inbox_table, lease_table, outbox_table
 from emporium.chassis.migrations import service_metadata
+from emporium.services.payment.domain import Payment, PaymentStatus
 
 metadata = service_metadata()
 
@@ -18,9 +36,103 @@ outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
 event_lease = lease_table(metadata)
 
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("order_id", String(64), nullable=False),  # unique: one payment per order
+    Column("user_id", String(64), nullable=False, index=True),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("token_kind", String(255), nullable=False),  # the provider token, never card data
+    Column("status", String(16), nullable=False),
+    Column("reason", String(64), nullable=True),
+    Column("needs_reversal", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("order_id"),
+)
+
 
 async def ping(db: Database) -> bool:
     """Readiness: the database answers a trivial query."""
     async with db.session() as session:
         await session.execute(text("SELECT 1"))
     return True
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass
+class StoredPayment:
+    """A payment and whose order it pays (the domain object does not need the user)."""
+
+    payment: Payment
+    user_id: str
+
+
+def _stored(row: Any) -> StoredPayment:
+    payment = Payment(
+        id=row.id,
+        order_id=row.order_id,
+        amount_minor=int(row.amount_minor),
+        currency=row.currency,
+        token=row.token_kind,
+        created_at=_utc(row.created_at),
+        updated_at=_utc(row.updated_at),
+        status=PaymentStatus(row.status),
+        reason=row.reason,
+        needs_reversal=bool(row.needs_reversal),
+    )
+    return StoredPayment(payment, row.user_id)
+
+
+async def payment_for_order(
+    session: AsyncSession, order_id: str, *, for_update: bool = False
+) -> StoredPayment | None:
+    query = select(payments).where(payments.c.order_id == order_id)
+    if for_update:
+        query = query.with_for_update()
+    row = (await session.execute(query)).first()
+    return _stored(row) if row else None
+
+
+async def insert_payment(session: AsyncSession, payment: Payment, user_id: str) -> bool:
+    """Insert; False when the order already has a payment (a concurrent Charge or Void won).
+    A savepoint keeps the unit of work usable after the violation."""
+    try:
+        async with session.begin_nested():
+            await session.execute(
+                payments.insert().values(
+                    id=payment.id,
+                    order_id=payment.order_id,
+                    user_id=user_id,
+                    amount_minor=payment.amount_minor,
+                    currency=payment.currency,
+                    token_kind=payment.token,
+                    status=payment.status.value,
+                    reason=payment.reason,
+                    needs_reversal=payment.needs_reversal,
+                    created_at=payment.created_at,
+                    updated_at=payment.updated_at,
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+async def update_payment(session: AsyncSession, payment: Payment) -> None:
+    await session.execute(
+        update(payments)
+        .where(payments.c.id == payment.id)
+        .values(
+            status=payment.status.value,
+            reason=payment.reason,
+            needs_reversal=payment.needs_reversal,
+            updated_at=payment.updated_at,
+        )
+    )

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+emporium/contracts/rpc/order/v1/order.proto\x12\x11\x65mporium.order.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"f\n\tOrderItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x03\x12\x18\n\x10unit_price_minor\x18\x05 \x01(\x03\"c\n\x0fShippingAddress\x12\r\n\x05line1\x18\x01 \x01(\t\x12\r\n\x05line2\x18\x02 \x01(\t\x12\x0c\n\x04\x63ity\x18\x03 \x01(\t\x12\x13\n\x0bpostal_code\x18\x04 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x05 \x01(\t\"0\n\x0ePaymentSummary\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xfa\x02\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12.\n\x06status\x18\x03 \x01(\x0e\x32\x1e.emporium.order.v1.OrderStatus\x12+\n\x05items\x18\x04 \x03(\x0b\x32\x1c.emporium.order.v1.OrderItem\x12\x13\n\x0btotal_minor\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x32\n\x07payment\x18\x07 \x01(\x0b\x32!.emporium.order.v1.PaymentSummary\x12<\n\x10shipping_address\x18\x08 \x01(\x0b\x32\".emporium.order.v1.ShippingAddress\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"1\n\tOrderLine\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"\xbf\x01\n\x11PlaceOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12+\n\x05items\x18\x03 \x03(\x0b\x32\x1c.emporium.order.v1.OrderLine\x12\x15\n\rpayment_token\x18\x04 \x01(\t\x12<\n\x10shipping_address\x18\x05 \x01(\x0b\x32\".emporium.order.v1.ShippingAddress\"O\n\x12PlaceOrderResponse\x12\'\n\x05order\x18\x01 \x01(\x0b\x32\x18.emporium.order.v1.Order\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"C\n\x11ListOrdersRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\"R\n\x12ListOrdersResponse\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.emporium.order.v1.Order\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"6\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t*x\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x15\n\x11ORDER_STATUS_PAID\x10\x02\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x03\x32\xde\x02\n\x0cOrderService\x12Y\n\nPlaceOrder\x12$.emporium.order.v1.PlaceOrderRequest\x1a%.emporium.order.v1.PlaceOrderResponse\x12H\n\x08GetOrder\x12\".emporium.order.v1.GetOrderRequest\x1a\x18.emporium.order.v1.Order\x12Y\n\nListOrders\x12$.emporium.order.v1.ListOrdersRequest\x1a%.emporium.order.v1.ListOrdersResponse\x12N\n\x0b\x43\x61ncelOrder\x12%.emporium.order.v1.CancelOrderRequest\x1a\x18.emporium.order.v1.Orderb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+emporium/contracts/rpc/order/v1/order.proto\x12\x11\x65mporium.order.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"f\n\tOrderItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x03\x12\x18\n\x10unit_price_minor\x18\x05 \x01(\x03\"c\n\x0fShippingAddress\x12\r\n\x05line1\x18\x01 \x01(\t\x12\r\n\x05line2\x18\x02 \x01(\t\x12\x0c\n\x04\x63ity\x18\x03 \x01(\t\x12\x13\n\x0bpostal_code\x18\x04 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x05 \x01(\t\"0\n\x0ePaymentSummary\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x91\x03\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12.\n\x06status\x18\x03 \x01(\x0e\x32\x1e.emporium.order.v1.OrderStatus\x12+\n\x05items\x18\x04 \x03(\x0b\x32\x1c.emporium.order.v1.OrderItem\x12\x13\n\x0btotal_minor\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x32\n\x07payment\x18\x07 \x01(\x0b\x32!.emporium.order.v1.PaymentSummary\x12<\n\x10shipping_address\x18\x08 \x01(\x0b\x32\".emporium.order.v1.ShippingAddress\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rcancel_reason\x18\x0b \x01(\t\"1\n\tOrderLine\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"\xbf\x01\n\x11PlaceOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12+\n\x05items\x18\x03 \x03(\x0b\x32\x1c.emporium.order.v1.OrderLine\x12\x15\n\rpayment_token\x18\x04 \x01(\t\x12<\n\x10shipping_address\x18\x05 \x01(\x0b\x32\".emporium.order.v1.ShippingAddress\"O\n\x12PlaceOrderResponse\x12\'\n\x05order\x18\x01 \x01(\x0b\x32\x18.emporium.order.v1.Order\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"C\n\x11ListOrdersRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\"R\n\x12ListOrdersResponse\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.emporium.order.v1.Order\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"6\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t*x\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x15\n\x11ORDER_STATUS_PAID\x10\x02\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x03\x32\xde\x02\n\x0cOrderService\x12Y\n\nPlaceOrder\x12$.emporium.order.v1.PlaceOrderRequest\x1a%.emporium.order.v1.PlaceOrderResponse\x12H\n\x08GetOrder\x12\".emporium.order.v1.GetOrderRequest\x1a\x18.emporium.order.v1.Order\x12Y\n\nListOrders\x12$.emporium.order.v1.ListOrdersRequest\x1a%.emporium.order.v1.ListOrdersResponse\x12N\n\x0b\x43\x61ncelOrder\x12%.emporium.order.v1.CancelOrderRequest\x1a\x18.emporium.order.v1.Orderb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'emporium.contracts.rpc.order.v1.order_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ORDERSTATUS']._serialized_start=1307
-  _globals['_ORDERSTATUS']._serialized_end=1427
+  _globals['_ORDERSTATUS']._serialized_start=1330
+  _globals['_ORDERSTATUS']._serialized_end=1450
   _globals['_ORDERITEM']._serialized_start=99
   _globals['_ORDERITEM']._serialized_end=201
   _globals['_SHIPPINGADDRESS']._serialized_start=203
@@ -41,21 +41,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PAYMENTSUMMARY']._serialized_start=304
   _globals['_PAYMENTSUMMARY']._serialized_end=352
   _globals['_ORDER']._serialized_start=355
-  _globals['_ORDER']._serialized_end=733
-  _globals['_ORDERLINE']._serialized_start=735
-  _globals['_ORDERLINE']._serialized_end=784
-  _globals['_PLACEORDERREQUEST']._serialized_start=787
-  _globals['_PLACEORDERREQUEST']._serialized_end=978
-  _globals['_PLACEORDERRESPONSE']._serialized_start=980
-  _globals['_PLACEORDERRESPONSE']._serialized_end=1059
-  _globals['_GETORDERREQUEST']._serialized_start=1061
-  _globals['_GETORDERREQUEST']._serialized_end=1096
-  _globals['_LISTORDERSREQUEST']._serialized_start=1098
-  _globals['_LISTORDERSREQUEST']._serialized_end=1165
-  _globals['_LISTORDERSRESPONSE']._serialized_start=1167
-  _globals['_LISTORDERSRESPONSE']._serialized_end=1249
-  _globals['_CANCELORDERREQUEST']._serialized_start=1251
-  _globals['_CANCELORDERREQUEST']._serialized_end=1305
-  _globals['_ORDERSERVICE']._serialized_start=1430
-  _globals['_ORDERSERVICE']._serialized_end=1780
+  _globals['_ORDER']._serialized_end=756
+  _globals['_ORDERLINE']._serialized_start=758
+  _globals['_ORDERLINE']._serialized_end=807
+  _globals['_PLACEORDERREQUEST']._serialized_start=810
+  _globals['_PLACEORDERREQUEST']._serialized_end=1001
+  _globals['_PLACEORDERRESPONSE']._serialized_start=1003
+  _globals['_PLACEORDERRESPONSE']._serialized_end=1082
+  _globals['_GETORDERREQUEST']._serialized_start=1084
+  _globals['_GETORDERREQUEST']._serialized_end=1119
+  _globals['_LISTORDERSREQUEST']._serialized_start=1121
+  _globals['_LISTORDERSREQUEST']._serialized_end=1188
+  _globals['_LISTORDERSRESPONSE']._serialized_start=1190
+  _globals['_LISTORDERSRESPONSE']._serialized_end=1272
+  _globals['_CANCELORDERREQUEST']._serialized_start=1274
+  _globals['_CANCELORDERREQUEST']._serialized_end=1328
+  _globals['_ORDERSERVICE']._serialized_start=1453
+  _globals['_ORDERSERVICE']._serialized_end=1803
 # @@protoc_insertion_point(module_scope)

@@ -145,11 +145,16 @@ class Order(_message.Message):
     SHIPPING_ADDRESS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    CANCEL_REASON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     user_id: _builtins.str
     status: Global___OrderStatus.ValueType
     total_minor: _builtins.int
     currency: _builtins.str
+    cancel_reason: _builtins.str
+    """Why a CANCELLED order was cancelled: "payment_declined", "out_of_stock", "cancelled",
+    "payment_unavailable", ...; empty otherwise.
+    """
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderItem]: ...
     @_builtins.property
@@ -173,10 +178,11 @@ class Order(_message.Message):
         shipping_address: Global___ShippingAddress | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        cancel_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "payment", b"payment", "shipping_address", b"shipping_address", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "currency", b"currency", "id", b"id", "items", b"items", "payment", b"payment", "shipping_address", b"shipping_address", "status", b"status", "total_minor", b"total_minor", "updated_at", b"updated_at", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "created_at", b"created_at", "currency", b"currency", "id", b"id", "items", b"items", "payment", b"payment", "shipping_address", b"shipping_address", "status", b"status", "total_minor", b"total_minor", "updated_at", b"updated_at", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/emporium/contracts/rpc/payment/v1/payment.proto\x12\x13\x65mporium.payment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x02\n\x07Payment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x32\n\x06status\x18\x04 \x01(\x0e\x32\".emporium.payment.v1.PaymentStatus\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x06 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\x12\x16\n\x0erefunded_minor\x18\x08 \x01(\x03\x12\x1a\n\x12provider_reference\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"q\n\rChargeRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x15\n\rpayment_token\x18\x05 \x01(\t\"G\n\rRefundRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\"/\n\x0bVoidRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"%\n\x11GetPaymentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t*\xbe\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x01\x12\x1c\n\x18PAYMENT_STATUS_SUCCEEDED\x10\x02\x12\x1b\n\x17PAYMENT_STATUS_DECLINED\x10\x03\x12\x19\n\x15PAYMENT_STATUS_VOIDED\x10\x04\x12\x1b\n\x17PAYMENT_STATUS_REFUNDED\x10\x05\x32\xc4\x02\n\x0ePaymentService\x12J\n\x06\x43harge\x12\".emporium.payment.v1.ChargeRequest\x1a\x1c.emporium.payment.v1.Payment\x12J\n\x06Refund\x12\".emporium.payment.v1.RefundRequest\x1a\x1c.emporium.payment.v1.Payment\x12\x46\n\x04Void\x12 .emporium.payment.v1.VoidRequest\x1a\x1c.emporium.payment.v1.Payment\x12R\n\nGetPayment\x12&.emporium.payment.v1.GetPaymentRequest\x1a\x1c.emporium.payment.v1.Paymentb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/emporium/contracts/rpc/payment/v1/payment.proto\x12\x13\x65mporium.payment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x02\n\x07Payment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x32\n\x06status\x18\x04 \x01(\x0e\x32\".emporium.payment.v1.PaymentStatus\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x06 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\x12\x16\n\x0erefunded_minor\x18\x08 \x01(\x03\x12\x1a\n\x12provider_reference\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"q\n\rChargeRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x15\n\rpayment_token\x18\x05 \x01(\t\"G\n\rRefundRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x7f\n\x0bVoidRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x15\n\rpayment_token\x18\x06 \x01(\t\"%\n\x11GetPaymentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"1\n\x18\x43heckPaymentTokenRequest\x12\x15\n\rpayment_token\x18\x01 \x01(\t\"/\n\x19\x43heckPaymentTokenResponse\x12\x12\n\ntoken_kind\x18\x01 \x01(\t*\xbe\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x01\x12\x1c\n\x18PAYMENT_STATUS_SUCCEEDED\x10\x02\x12\x1b\n\x17PAYMENT_STATUS_DECLINED\x10\x03\x12\x19\n\x15PAYMENT_STATUS_VOIDED\x10\x04\x12\x1b\n\x17PAYMENT_STATUS_REFUNDED\x10\x05\x32\xb8\x03\n\x0ePaymentService\x12J\n\x06\x43harge\x12\".emporium.payment.v1.ChargeRequest\x1a\x1c.emporium.payment.v1.Payment\x12J\n\x06Refund\x12\".emporium.payment.v1.RefundRequest\x1a\x1c.emporium.payment.v1.Payment\x12\x46\n\x04Void\x12 .emporium.payment.v1.VoidRequest\x1a\x1c.emporium.payment.v1.Payment\x12R\n\nGetPayment\x12&.emporium.payment.v1.GetPaymentRequest\x1a\x1c.emporium.payment.v1.Payment\x12r\n\x11\x43heckPaymentToken\x12-.emporium.payment.v1.CheckPaymentTokenRequest\x1a..emporium.payment.v1.CheckPaymentTokenResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'emporium.contracts.rpc.payment.v1.payment_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PAYMENTSTATUS']._serialized_start=697
-  _globals['_PAYMENTSTATUS']._serialized_end=887
+  _globals['_PAYMENTSTATUS']._serialized_start=877
+  _globals['_PAYMENTSTATUS']._serialized_end=1067
   _globals['_PAYMENT']._serialized_start=106
   _globals['_PAYMENT']._serialized_end=418
   _globals['_CHARGEREQUEST']._serialized_start=420
@@ -41,9 +41,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REFUNDREQUEST']._serialized_start=535
   _globals['_REFUNDREQUEST']._serialized_end=606
   _globals['_VOIDREQUEST']._serialized_start=608
-  _globals['_VOIDREQUEST']._serialized_end=655
-  _globals['_GETPAYMENTREQUEST']._serialized_start=657
-  _globals['_GETPAYMENTREQUEST']._serialized_end=694
-  _globals['_PAYMENTSERVICE']._serialized_start=890
-  _globals['_PAYMENTSERVICE']._serialized_end=1214
+  _globals['_VOIDREQUEST']._serialized_end=735
+  _globals['_GETPAYMENTREQUEST']._serialized_start=737
+  _globals['_GETPAYMENTREQUEST']._serialized_end=774
+  _globals['_CHECKPAYMENTTOKENREQUEST']._serialized_start=776
+  _globals['_CHECKPAYMENTTOKENREQUEST']._serialized_end=825
+  _globals['_CHECKPAYMENTTOKENRESPONSE']._serialized_start=827
+  _globals['_CHECKPAYMENTTOKENRESPONSE']._serialized_end=874
+  _globals['_PAYMENTSERVICE']._serialized_start=1070
+  _globals['_PAYMENTSERVICE']._serialized_end=1510
 # @@protoc_insertion_point(module_scope)

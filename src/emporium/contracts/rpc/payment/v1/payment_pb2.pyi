@@ -162,17 +162,32 @@ class VoidRequest(_message.Message):
 
     ORDER_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_MINOR_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    PAYMENT_TOKEN_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     reason: _builtins.str
+    user_id: _builtins.str
+    """The charge being given up on (optional): recorded on the tombstone, so that the late
+    Charge it fences is recognised as the same request.
+    """
+    amount_minor: _builtins.int
+    currency: _builtins.str
+    payment_token: _builtins.str
     def __init__(
         self,
         *,
         order_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        amount_minor: _builtins.int = ...,
+        currency: _builtins.str = ...,
+        payment_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "currency", b"currency", "order_id", b"order_id", "payment_token", b"payment_token", "reason", b"reason", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -196,3 +211,42 @@ class GetPaymentRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetPaymentRequest: _TypeAlias = GetPaymentRequest  # noqa: Y015
+
+@_typing.final
+class CheckPaymentTokenRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_TOKEN_FIELD_NUMBER: _builtins.int
+    payment_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        payment_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment_token", b"payment_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckPaymentTokenRequest: _TypeAlias = CheckPaymentTokenRequest  # noqa: Y015
+
+@_typing.final
+class CheckPaymentTokenResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_KIND_FIELD_NUMBER: _builtins.int
+    token_kind: _builtins.str
+    """The token's kind as the provider names it (sandbox: the token itself)."""
+    def __init__(
+        self,
+        *,
+        token_kind: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token_kind", b"token_kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckPaymentTokenResponse: _TypeAlias = CheckPaymentTokenResponse  # noqa: Y015

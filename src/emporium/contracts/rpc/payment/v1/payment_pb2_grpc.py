@@ -54,6 +54,11 @@ class PaymentServiceStub:
                 request_serializer=emporium_dot_contracts_dot_rpc_dot_payment_dot_v1_dot_payment__pb2.GetPaymentRequest.SerializeToString,
                 response_deserializer=emporium_dot_contracts_dot_rpc_dot_payment_dot_v1_dot_payment__pb2.Payment.FromString,
                 _registered_method=True)
+        self.CheckPaymentToken = channel.unary_unary(
+                '/emporium.payment.v1.PaymentService/CheckPaymentToken',
+                request_serializer=emporium_dot_contracts_dot_rpc_dot_payment_dot_v1_dot_payment__pb2.CheckPaymentTokenRequest.SerializeToString,
+                response_deserializer=emporium_dot_contracts_dot_rpc_dot_payment_dot_v1_dot_payment__pb2.CheckPaymentTokenResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
@@ -78,8 +83,9 @@ class PaymentServiceServicer:
     def Void(self, request, context):
         """Make sure an order is never charged: cancels a PENDING charge and fences any later
         Charge for the same order_id (it then answers VOIDED). Used by saga compensation after
-        a timeout. Idempotent by order_id; voiding a SUCCEEDED payment is FAILED_PRECONDITION
-        (refund it instead).
+        a timeout. Idempotent by order_id. A SUCCEEDED payment whose outcome the saga never
+        learned is reversed at the provider and answers VOIDED (refund is for known captures).
+        Without a payment yet, a VOIDED tombstone is recorded from the optional charge details.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -87,6 +93,14 @@ class PaymentServiceServicer:
 
     def GetPayment(self, request, context):
         """NOT_FOUND when the order was never charged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckPaymentToken(self, request, context):
+        """Whether the provider knows a payment token, before any stock is held for an order:
+        INVALID_ARGUMENT naming `payment_token` for an unknown one. No side effect.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,6 +128,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.GetPayment,
                     request_deserializer=emporium_dot_contracts_dot_rpc_dot_payment_dot_v1_dot_payment__pb2.GetPaymentRequest.FromString,
                     response_serializer=emporium_dot_contracts_dot_rpc_dot_payment_dot_v1_dot_payment__pb2.Payment.SerializeToString,
+            ),
+            'CheckPaymentToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckPaymentToken,
+                    request_deserializer=emporium_dot_contracts_dot_rpc_dot_payment_dot_v1_dot_payment__pb2.CheckPaymentTokenRequest.FromString,
+                    response_serializer=emporium_dot_contracts_dot_rpc_dot_payment_dot_v1_dot_payment__pb2.CheckPaymentTokenResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,6 +243,33 @@ class PaymentService:
             '/emporium.payment.v1.PaymentService/GetPayment',
             emporium_dot_contracts_dot_rpc_dot_payment_dot_v1_dot_payment__pb2.GetPaymentRequest.SerializeToString,
             emporium_dot_contracts_dot_rpc_dot_payment_dot_v1_dot_payment__pb2.Payment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckPaymentToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emporium.payment.v1.PaymentService/CheckPaymentToken',
+            emporium_dot_contracts_dot_rpc_dot_payment_dot_v1_dot_payment__pb2.CheckPaymentTokenRequest.SerializeToString,
+            emporium_dot_contracts_dot_rpc_dot_payment_dot_v1_dot_payment__pb2.CheckPaymentTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,

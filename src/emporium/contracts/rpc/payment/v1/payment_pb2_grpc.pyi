@@ -44,11 +44,16 @@ class PaymentServiceStub:
     Void: _grpc.UnaryUnaryMultiCallable[_payment_pb2.VoidRequest, _payment_pb2.Payment]
     """Make sure an order is never charged: cancels a PENDING charge and fences any later
     Charge for the same order_id (it then answers VOIDED). Used by saga compensation after
-    a timeout. Idempotent by order_id; voiding a SUCCEEDED payment is FAILED_PRECONDITION
-    (refund it instead).
+    a timeout. Idempotent by order_id. A SUCCEEDED payment whose outcome the saga never
+    learned is reversed at the provider and answers VOIDED (refund is for known captures).
+    Without a payment yet, a VOIDED tombstone is recorded from the optional charge details.
     """
     GetPayment: _grpc.UnaryUnaryMultiCallable[_payment_pb2.GetPaymentRequest, _payment_pb2.Payment]
     """NOT_FOUND when the order was never charged."""
+    CheckPaymentToken: _grpc.UnaryUnaryMultiCallable[_payment_pb2.CheckPaymentTokenRequest, _payment_pb2.CheckPaymentTokenResponse]
+    """Whether the provider knows a payment token, before any stock is held for an order:
+    INVALID_ARGUMENT naming `payment_token` for an unknown one. No side effect.
+    """
 
 @_typing.type_check_only
 class PaymentServiceAsyncStub(PaymentServiceStub):
@@ -63,11 +68,16 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     Void: _aio.UnaryUnaryMultiCallable[_payment_pb2.VoidRequest, _payment_pb2.Payment]  # type: ignore[assignment]
     """Make sure an order is never charged: cancels a PENDING charge and fences any later
     Charge for the same order_id (it then answers VOIDED). Used by saga compensation after
-    a timeout. Idempotent by order_id; voiding a SUCCEEDED payment is FAILED_PRECONDITION
-    (refund it instead).
+    a timeout. Idempotent by order_id. A SUCCEEDED payment whose outcome the saga never
+    learned is reversed at the provider and answers VOIDED (refund is for known captures).
+    Without a payment yet, a VOIDED tombstone is recorded from the optional charge details.
     """
     GetPayment: _aio.UnaryUnaryMultiCallable[_payment_pb2.GetPaymentRequest, _payment_pb2.Payment]  # type: ignore[assignment]
     """NOT_FOUND when the order was never charged."""
+    CheckPaymentToken: _aio.UnaryUnaryMultiCallable[_payment_pb2.CheckPaymentTokenRequest, _payment_pb2.CheckPaymentTokenResponse]  # type: ignore[assignment]
+    """Whether the provider knows a payment token, before any stock is held for an order:
+    INVALID_ARGUMENT naming `payment_token` for an unknown one. No side effect.
+    """
 
 class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -97,8 +107,9 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_payment_pb2.Payment, _abc.Awaitable[_payment_pb2.Payment]]:
         """Make sure an order is never charged: cancels a PENDING charge and fences any later
         Charge for the same order_id (it then answers VOIDED). Used by saga compensation after
-        a timeout. Idempotent by order_id; voiding a SUCCEEDED payment is FAILED_PRECONDITION
-        (refund it instead).
+        a timeout. Idempotent by order_id. A SUCCEEDED payment whose outcome the saga never
+        learned is reversed at the provider and answers VOIDED (refund is for known captures).
+        Without a payment yet, a VOIDED tombstone is recorded from the optional charge details.
         """
 
     @_abc_1.abstractmethod
@@ -108,5 +119,15 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_payment_pb2.Payment, _abc.Awaitable[_payment_pb2.Payment]]:
         """NOT_FOUND when the order was never charged."""
+
+    @_abc_1.abstractmethod
+    def CheckPaymentToken(
+        self,
+        request: _payment_pb2.CheckPaymentTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.CheckPaymentTokenResponse, _abc.Awaitable[_payment_pb2.CheckPaymentTokenResponse]]:
+        """Whether the provider knows a payment token, before any stock is held for an order:
+        INVALID_ARGUMENT naming `payment_token` for an unknown one. No side effect.
+        """
 
 def add_PaymentServiceServicer_to_server(servicer: PaymentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

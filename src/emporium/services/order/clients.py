@@ -1,0 +1,219 @@
+"""order-service's outgoing calls: product (prices), inventory (stock) and payment (money).
+
+An adapter: every call goes through `create_channel` (deadline, retry of the idempotent
+methods, circuit breaker) and acts as `Caller.system("order")`. Saga commands are sent here
+and their answers turned into the saga's replies:
+
+- success -> `StepSucceeded`;
+- a definite "no" with nothing done (out of stock, declined, reservation gone, nothing to
+  undo) -> `StepRefused`, with the error kept so PlaceOrder can answer it (409 out_of_stock);
+- deadline, unavailable, open breaker, internal error -> `StepFailed`: the outcome is unknown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import grpc
+
+from emporium.chassis.errors import DomainError
+from emporium.chassis.rpc.client import create_channel, domain_error_from_rpc
+from emporium.chassis.rpc.identity import Caller, acting_as
+from emporium.contracts.rpc.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from emporium.contracts.rpc.payment.v1 import payment_pb2, payment_pb2_grpc
+from emporium.contracts.rpc.product.v1 import product_pb2, product_pb2_grpc
+from emporium.services.order.domain import CatalogEntry
+from emporium.services.order.saga import (
+    Charge,
+    CommitStock,
+    RefundPayment,
+    ReleaseStock,
+    RemoteCommand,
+    Reply,
+    ReserveStock,
+    StepFailed,
+    StepRefused,
+    StepSucceeded,
+    VoidPayment,
+)
+
+SERVICE: Final = "order"
+SYSTEM: Final = Caller.system(SERVICE)
+DEFAULT_TIMEOUT_SECONDS: Final = 2.0
+DEFAULT_CHARGE_TIMEOUT_SECONDS: Final = 2.0
+
+PRODUCT_IDEMPOTENT: Final = {"/emporium.product.v1.ProductService/GetProducts"}
+INVENTORY_IDEMPOTENT: Final = {
+    "/emporium.inventory.v1.InventoryService/ReserveStock",
+    "/emporium.inventory.v1.InventoryService/ReleaseStock",
+    "/emporium.inventory.v1.InventoryService/CommitStock",
+}
+PAYMENT_IDEMPOTENT: Final = {
+    f"/emporium.payment.v1.PaymentService/{m}"
+    for m in ("Charge", "Void", "Refund", "GetPayment", "CheckPaymentToken")
+}
+# Statuses after which the other side may or may not have acted.
+UNKNOWN_OUTCOME: Final = frozenset(
+    {
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+_CHARGE_REFUSALS: Final = {
+    payment_pb2.PAYMENT_STATUS_DECLINED: "card_declined",
+    payment_pb2.PAYMENT_STATUS_VOIDED: "voided",
+    payment_pb2.PAYMENT_STATUS_REFUNDED: "refunded",
+}
+
+
+@dataclass(frozen=True)
+class Targets:
+    product: str
+    inventory: str
+    payment: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A saga reply plus, for a refusal, the error the other service gave."""
+
+    reply: Reply
+    error: DomainError | None = None
+
+
+class RemoteServices:
+    """Channels to the three services order-service calls; closed at shutdown."""
+
+    def __init__(
+        self,
+        targets: Targets,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        charge_timeout: float = DEFAULT_CHARGE_TIMEOUT_SECONDS,
+    ) -> None:
+        self.charge_timeout = charge_timeout
+        self._channels = [
+            create_channel(
+                targets.product,
+                service=SERVICE,
+                default_timeout=timeout,
+                idempotent=PRODUCT_IDEMPOTENT,
+            ),
+            create_channel(
+                targets.inventory,
+                service=SERVICE,
+                default_timeout=timeout,
+                idempotent=INVENTORY_IDEMPOTENT,
+            ),
+            create_channel(
+                targets.payment,
+                service=SERVICE,
+                default_timeout=timeout,
+                idempotent=PAYMENT_IDEMPOTENT,
+            ),
+        ]
+        self.product = product_pb2_grpc.ProductServiceStub(self._channels[0])
+        self.inventory = inventory_pb2_grpc.InventoryServiceStub(self._channels[1])
+        self.payment = payment_pb2_grpc.PaymentServiceStub(self._channels[2])
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()
+
+    async def catalog(self, product_ids: Sequence[str]) -> dict[str, CatalogEntry]:
+        """Authoritative prices and names; unknown or deleted products are simply absent."""
+        request = product_pb2.GetProductsRequest(ids=list(product_ids))
+        with acting_as(SYSTEM):
+            answer = await _call(self.product.GetProducts(request))
+        return {
+            p.id: CatalogEntry(p.id, p.sku, p.name, int(p.price_minor), p.currency)
+            for p in answer.products
+        }
+
+    async def check_token(self, token: str) -> None:
+        """INVALID_ARGUMENT naming `payment_token` for a token the provider does not know."""
+        request = payment_pb2.CheckPaymentTokenRequest(payment_token=token)
+        with acting_as(SYSTEM):
+            await _call(self.payment.CheckPaymentToken(request))
+
+    async def send(self, command: RemoteCommand) -> Outcome:
+        """Perform one saga step and translate its answer into the reply the saga expects."""
+        step = command.step_id
+        with acting_as(SYSTEM):
+            try:
+                answer = await self._request(command)
+            except grpc.aio.AioRpcError as exc:
+                error = domain_error_from_rpc(exc)
+                if exc.code() in UNKNOWN_OUTCOME:
+                    return Outcome(StepFailed(step, error.reason or exc.code().name.lower()))
+                return Outcome(StepRefused(step, error.reason or "refused"), error)
+            except DomainError as exc:  # the circuit breaker is open: nothing was sent
+                return Outcome(StepFailed(step, exc.reason or "unavailable"))
+        if isinstance(command, Charge):
+            return _charge_outcome(step, answer)
+        return Outcome(StepSucceeded(step))
+
+    async def _request(self, command: RemoteCommand) -> Any:
+        match command:
+            case ReserveStock():
+                lines = [inventory_pb2.ReservationLine(sku=s, quantity=q) for s, q in command.lines]
+                return await self.inventory.ReserveStock(
+                    inventory_pb2.ReserveStockRequest(order_id=command.order_id, lines=lines)
+                )
+            case CommitStock():
+                return await self.inventory.CommitStock(
+                    inventory_pb2.CommitStockRequest(order_id=command.order_id)
+                )
+            case ReleaseStock():
+                return await self.inventory.ReleaseStock(
+                    inventory_pb2.ReleaseStockRequest(order_id=command.order_id, reason="saga")
+                )
+            case Charge():
+                return await self.payment.Charge(
+                    payment_pb2.ChargeRequest(
+                        order_id=command.order_id,
+                        user_id=command.user_id,
+                        amount_minor=command.amount_minor,
+                        currency=command.currency,
+                        payment_token=command.payment_token,
+                    ),
+                    timeout=self.charge_timeout,
+                )
+            case VoidPayment():
+                return await self.payment.Void(
+                    payment_pb2.VoidRequest(
+                        order_id=command.order_id,
+                        reason="charge_outcome_unknown",
+                        user_id=command.user_id,
+                        amount_minor=command.amount_minor,
+                        currency=command.currency,
+                        payment_token=command.payment_token,
+                    )
+                )
+            case RefundPayment():
+                return await self.payment.Refund(
+                    payment_pb2.RefundRequest(order_id=command.order_id, reason="cancelled")
+                )
+        raise AssertionError(f"not a remote command: {command!r}")
+
+
+async def _call(call: Any) -> Any:
+    """Await a call, turning a gRPC failure into the DomainError the other side raised."""
+    try:
+        return await call
+    except grpc.aio.AioRpcError as exc:
+        raise domain_error_from_rpc(exc) from exc
+
+
+def _charge_outcome(step: str, payment: Any) -> Outcome:
+    if payment.status == payment_pb2.PAYMENT_STATUS_SUCCEEDED:
+        return Outcome(StepSucceeded(step))
+    if payment.status in _CHARGE_REFUSALS:
+        return Outcome(StepRefused(step, payment.reason or _CHARGE_REFUSALS[payment.status]))
+    return Outcome(StepFailed(step, "payment_pending"))  # still unknown: retry, then void

@@ -1,0 +1,240 @@
+"""Running the checkout saga: persist each decision, then perform its remote step.
+
+`CheckoutSaga` (saga.py) decides; this runner performs. Each transition is one unit of work:
+load the saga row (locked), apply the transition, run its local commands (record/update the
+order, `order.created` into the outbox, alerts), save with the version check, commit. Only
+then is the remote command sent (by a driver task), and its answer comes back as the next
+transition. A crash anywhere leaves a saga row that says which step it waits for; the
+recovery loop (`run_recovery`, a background task of the app) re-sends that step under a new
+step id once the saga has been idle for `stale_after` seconds, so a reply to the pre-crash
+send is ignored as stale.
+
+Driver tasks run detached from the RPC that started them (no incoming deadline, caller
+`Caller.system("order")`), so a client giving up on PlaceOrder never stops a saga halfway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from emporium.chassis.db import Database, UnitOfWork
+from emporium.chassis.errors import DomainError, ErrorCode
+from emporium.chassis.events.outbox import add_event
+from emporium.chassis.rpc.identity import set_caller
+from emporium.chassis.rpc.server import incoming_deadline_var
+from emporium.chassis.runtime import StopSignal
+from emporium.contracts.events.order_created import OrderCreatedV1
+from emporium.services.order import store
+from emporium.services.order.clients import SERVICE, SYSTEM, RemoteServices
+from emporium.services.order.saga import (
+    IGNORED,
+    CheckoutSaga,
+    Decision,
+    EmitEvent,
+    RaiseAlert,
+    RecordOrder,
+    RemoteCommand,
+    Reply,
+    SagaState,
+)
+
+log = logging.getLogger(__name__)
+
+Transition = Callable[[CheckoutSaga, datetime], Decision]
+
+DEFAULT_STALE_AFTER_SECONDS = 15.0
+DEFAULT_RECOVERY_INTERVAL_SECONDS = 5.0
+RECOVERY_BATCH = 100
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def error_answer(error: DomainError) -> dict[str, Any]:
+    """A refusal as stored for Idempotency-Key replays."""
+    return {
+        "message": error.message,
+        "code": error.code.value,
+        "reason": error.reason,
+        "fields": [{"field": f.field, "message": f.message} for f in error.fields],
+    }
+
+
+def _gave_up_answer(saga: CheckoutSaga) -> dict[str, Any]:
+    reason = saga.cancel_reason or "cancelled"
+    code = ErrorCode.UNAVAILABLE if reason.endswith("unavailable") else ErrorCode.CONFLICT
+    return error_answer(DomainError(f"checkout cancelled: {reason}", code, reason))
+
+
+def _handle_reply(reply: Reply, saga: CheckoutSaga, now: datetime) -> Decision:
+    return saga.handle(reply, now)
+
+
+def _detached_context() -> contextvars.Context:
+    context = contextvars.copy_context()
+    context.run(incoming_deadline_var.set, None)
+    context.run(set_caller, SYSTEM)
+    return context
+
+
+class CheckoutRunner:
+    """Persists saga transitions and drives their remote steps; one per process."""
+
+    def __init__(
+        self,
+        db: Database,
+        remote: RemoteServices,
+        *,
+        stale_after: float = DEFAULT_STALE_AFTER_SECONDS,
+        recovery_interval: float = DEFAULT_RECOVERY_INTERVAL_SECONDS,
+        retry_delay: float = 0.05,
+    ) -> None:
+        self.db = db
+        self.remote = remote
+        self.stale_after = stale_after
+        self.recovery_interval = recovery_interval
+        self.retry_delay = retry_delay
+        self._drivers: dict[str, set[asyncio.Task[None]]] = {}
+
+    # --- transitions --------------------------------------------------------------------
+
+    async def apply(
+        self, order_id: str, transition: Transition, refusal: DomainError | None = None
+    ) -> Decision:
+        """One transition in its own unit of work."""
+        async with self.db.unit_of_work() as uow:
+            decision = await self.apply_in(uow, order_id, transition, refusal)
+            await uow.commit()
+        return decision
+
+    async def apply_in(
+        self,
+        uow: UnitOfWork,
+        order_id: str,
+        transition: Transition,
+        refusal: DomainError | None = None,
+    ) -> Decision:
+        """Load (locked), decide, run the local commands, save with the version check."""
+        saga = await store.load_saga(uow.session, order_id)
+        if saga is None:
+            return IGNORED
+        loaded_version = saga.version
+        decision = transition(saga, now_utc())
+        if decision.ignored:
+            return decision
+        await self._run_local(uow, decision)
+        if not await store.save_saga(uow.session, saga, loaded_version):
+            raise DomainError("the saga moved meanwhile", ErrorCode.CONFLICT, "stale_saga")
+        if saga.order_recorded:
+            await store.update_order(uow.session, saga.order)
+        elif saga.state is SagaState.CANCELLED:  # refused before the order existed
+            answer = error_answer(refusal) if refusal else _gave_up_answer(saga)
+            order = saga.order
+            await store.set_idempotency_answer(
+                uow.session, order.user_id, order.idempotency_key, answer
+            )
+        return decision
+
+    async def _run_local(self, uow: UnitOfWork, decision: Decision) -> None:
+        for command in decision.local:
+            if isinstance(command, RecordOrder):
+                await store.insert_order(uow.session, command.order)
+            elif isinstance(command, EmitEvent):
+                event = OrderCreatedV1.model_validate(command.payload)
+                await add_event(uow, command.topic, event, source=SERVICE)  # type: ignore[arg-type]  # ClassVar TOPIC
+            elif isinstance(command, RaiseAlert):
+                log.error(
+                    "checkout saga parked: an operator must look",
+                    extra={"order_id": command.order_id, "reason": command.reason},
+                )
+            # UpdateOrder: the order row is synced from the saga after every save.
+
+    # --- drivers ------------------------------------------------------------------------
+
+    def start(self, order_id: str, commands: list[RemoteCommand]) -> None:
+        """Drive `commands` (and whatever follows) in a detached task."""
+        if not commands:
+            return
+        task = asyncio.create_task(
+            self._drive(order_id, list(commands)),
+            name=f"checkout:{order_id}",
+            context=_detached_context(),
+        )
+        drivers = self._drivers.setdefault(order_id, set())
+        drivers.add(task)
+        task.add_done_callback(lambda done: self._forget(order_id, done))
+
+    def _forget(self, order_id: str, task: asyncio.Task[None]) -> None:
+        drivers = self._drivers.get(order_id, set())
+        drivers.discard(task)
+        if not drivers:
+            self._drivers.pop(order_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "checkout driver failed; the recovery loop will resume the saga",
+                exc_info=task.exception(),
+                extra={"order_id": order_id},
+            )
+
+    def is_driving(self, order_id: str) -> bool:
+        return bool(self._drivers.get(order_id))
+
+    async def _drive(self, order_id: str, queue: list[RemoteCommand]) -> None:
+        while queue:
+            command = queue.pop(0)
+            if command.attempt > 1:
+                await asyncio.sleep(random.uniform(0, self.retry_delay * 2**command.attempt))
+            outcome = await self.remote.send(command)
+            handle = functools.partial(_handle_reply, outcome.reply)
+            decision = await self.apply(order_id, handle, outcome.error)
+            queue.extend(decision.remote)
+
+    async def wait(self, order_id: str, budget: float) -> None:
+        """Until this process has nothing left to do for the saga, or `budget` passed."""
+        deadline = time.monotonic() + budget
+        while (drivers := self._drivers.get(order_id)) and time.monotonic() < deadline:
+            await asyncio.wait(set(drivers), timeout=deadline - time.monotonic())
+
+    async def close(self) -> None:
+        """Stop every driver (shutdown); the recovery loop resumes their sagas later."""
+        tasks = [t for drivers in self._drivers.values() for t in drivers]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- recovery -----------------------------------------------------------------------
+
+    async def recover_once(self) -> int:
+        """Resume every saga idle for `stale_after` that no driver here is running."""
+        idle_since = now_utc() - timedelta(seconds=self.stale_after)
+        async with self.db.session() as session:
+            order_ids = await store.unfinished_sagas(session, idle_since, RECOVERY_BATCH)
+        resumed = 0
+        for order_id in order_ids:
+            if self.is_driving(order_id):
+                continue
+            decision = await self.apply(order_id, lambda saga, now: saga.resume(now))
+            self.start(order_id, decision.remote)
+            resumed += not decision.ignored
+        if resumed:
+            log.info("resumed checkout sagas", extra={"count": resumed})
+        return resumed
+
+    async def run_recovery(self, stop: StopSignal) -> None:
+        """Background task: resume abandoned sagas now and then, until shutdown."""
+        while not stop.is_set():
+            try:
+                await self.recover_once()
+            except Exception:
+                log.exception("checkout recovery pass failed")
+            if await stop.wait(self.recovery_interval):
+                break

@@ -1,0 +1,510 @@
+"""order-service over a real gRPC server, with a real payment-service (its own migrated
+database) beside it, on SQLite and PostgreSQL: the checkout saga end to end (PAID with
+`order.created` and `order.completed` recorded; declined, out of stock and `tok_timeout`
+ending CANCELLED with the stock given back and nothing charged twice), Idempotency-Key
+replays, owner-only reads, cancelling a PAID order (refund + release), the recovery loop
+resuming sagas left mid-way by a crash, and `order.completed` reconciling a lost reply.
+
+product-service and inventory-service are stood in for by `StubCatalog` and
+`StubInventory`, small gRPC servicers in this file (those services are tested on their
+own); the databases, the payment service and the gRPC plumbing are real.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from sqlalchemy import func, select
+
+from emporium.chassis.db import Database
+from emporium.chassis.errors import DomainError, ErrorCode, FieldError, conflict
+from emporium.chassis.events.envelope import Event
+from emporium.chassis.events.inbox import RelationalInbox
+from emporium.chassis.rpc.client import create_channel, domain_error_from_rpc
+from emporium.chassis.rpc.identity import Caller
+from emporium.chassis.rpc.server import create_server
+from emporium.contracts.rpc.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from emporium.contracts.rpc.order.v1 import order_pb2, order_pb2_grpc
+from emporium.contracts.rpc.payment.v1 import payment_pb2, payment_pb2_grpc
+from emporium.contracts.rpc.product.v1 import product_pb2, product_pb2_grpc
+from emporium.services.order import store
+from emporium.services.order.clients import RemoteServices, Targets
+from emporium.services.order.consumers import GROUP
+from emporium.services.order.domain import (
+    CatalogEntry,
+    IdempotencyRecord,
+    Order,
+    PlaceOrder,
+    price_order,
+)
+from emporium.services.order.handlers import CheckoutRunner, Orders
+from emporium.services.order.rpc import OrderServicer
+from emporium.services.order.saga import CheckoutSaga, SagaState, StepSucceeded
+from emporium.services.payment import store as payment_store
+from emporium.services.payment.provider import SandboxProvider
+from tests.services.test_payment_service import fresh_database_url, serve_payment
+
+ADA = Caller("u-ada", frozenset({"user"}))
+BOB = Caller("u-bob", frozenset({"user"}))
+ADMIN = Caller("the-admin", frozenset({"admin", "user"}))
+ADDRESS = order_pb2.ShippingAddress(
+    line1="1 Analytical St", city="London", postal_code="N1 9GU", country="GB"
+)
+PRODUCTS = {
+    "p-head": CatalogEntry("p-head", "HEAD-1", "Headphones", 4999, "USD"),
+    "p-cable": CatalogEntry("p-cable", "CABLE-1", "Cable", 999, "USD"),
+}
+
+
+class StubCatalog(product_pb2_grpc.ProductServiceServicer):
+    """Stand-in for product-service: GetProducts from a fixed catalog."""
+
+    async def GetProducts(self, request: Any, context: Any) -> Any:
+        found = [PRODUCTS[i] for i in request.ids if i in PRODUCTS]
+        return product_pb2.GetProductsResponse(
+            products=[
+                product_pb2.Product(
+                    id=p.product_id,
+                    sku=p.sku,
+                    name=p.name,
+                    price_minor=p.price_minor,
+                    currency=p.currency,
+                )
+                for p in found
+            ],
+            missing_ids=[i for i in request.ids if i not in PRODUCTS],
+        )
+
+
+@dataclass
+class StubInventory(inventory_pb2_grpc.InventoryServiceServicer):
+    """Stand-in for inventory-service: all-or-nothing holds, idempotent by order id."""
+
+    on_hand: dict[str, int] = field(default_factory=lambda: {"HEAD-1": 10, "CABLE-1": 10})
+    holds: dict[str, dict[str, int]] = field(default_factory=dict)
+    status: dict[str, str] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def available(self, sku: str) -> int:
+        held = sum(
+            lines.get(sku, 0) for oid, lines in self.holds.items() if self.status[oid] == "HELD"
+        )
+        return self.on_hand.get(sku, 0) - held
+
+    async def ReserveStock(self, request: Any, context: Any) -> Any:
+        self.calls.append(("reserve", request.order_id))
+        if request.order_id not in self.holds:
+            short = [
+                FieldError(line.sku, "not enough stock")
+                for line in request.lines
+                if self.available(line.sku) < line.quantity
+            ]
+            if short:
+                raise DomainError("out of stock", ErrorCode.CONFLICT, "out_of_stock", short)
+            self.holds[request.order_id] = {line.sku: line.quantity for line in request.lines}
+            self.status[request.order_id] = "HELD"
+        return inventory_pb2.Reservation(order_id=request.order_id)
+
+    async def CommitStock(self, request: Any, context: Any) -> Any:
+        self.calls.append(("commit", request.order_id))
+        if self.status.get(request.order_id) not in ("HELD", "COMMITTED"):
+            raise conflict("reservation closed", "reservation_closed")
+        if self.status[request.order_id] == "HELD":
+            for sku, qty in self.holds[request.order_id].items():
+                self.on_hand[sku] -= qty
+            self.status[request.order_id] = "COMMITTED"
+        return inventory_pb2.Reservation(order_id=request.order_id)
+
+    async def ReleaseStock(self, request: Any, context: Any) -> Any:
+        self.calls.append(("release", request.order_id))
+        if self.status.get(request.order_id) == "COMMITTED":
+            for sku, qty in self.holds[request.order_id].items():
+                self.on_hand[sku] += qty
+        self.status[request.order_id] = "RELEASED"
+        return inventory_pb2.Reservation(order_id=request.order_id)
+
+    def steps(self, order_id: str) -> list[str]:
+        return [step for step, oid in self.calls if oid == order_id]
+
+
+async def rpc_error(call: Awaitable[Any]) -> DomainError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    return domain_error_from_rpc(caught.value)
+
+
+@dataclass
+class CheckoutWorld:
+    db: Database
+    payment_db: Database
+    provider: SandboxProvider
+    inventory: StubInventory
+    targets: Targets
+    order_target: str
+    runner: CheckoutRunner
+    orders: Orders
+    channels: list[Any] = field(default_factory=list)
+    closers: list[Any] = field(default_factory=list)
+
+    def stub(self, caller: Caller = ADA) -> Any:
+        channel = create_channel(self.order_target, service="test", caller=caller)
+        self.channels.append(channel)
+        return order_pb2_grpc.OrderServiceStub(channel)
+
+    def payments(self) -> Any:
+        channel = create_channel(self.targets.payment, service="test", caller=ADMIN)
+        self.channels.append(channel)
+        return payment_pb2_grpc.PaymentServiceStub(channel)
+
+    async def place(
+        self,
+        token: str = "tok_visa",
+        items: tuple[tuple[str, int], ...] = (("p-head", 2), ("p-cable", 1)),
+        key: str = "",
+        caller: Caller = ADA,
+    ) -> Any:
+        request = order_pb2.PlaceOrderRequest(
+            idempotency_key=key or f"k-{uuid.uuid4().hex}",
+            items=[order_pb2.OrderLine(product_id=p, quantity=q) for p, q in items],
+            payment_token=token,
+            shipping_address=ADDRESS,
+        )
+        return await self.stub(caller).PlaceOrder(request)
+
+    async def outbox(self, db: Database, table: Any, topic: str) -> list[dict[str, Any]]:
+        async with db.session() as session:
+            rows = (
+                await session.execute(
+                    select(table.c.aggregateid, table.c.payload).where(table.c.topic == topic)
+                )
+            ).all()
+        return [{"key": row[0], **json.loads(row[1])} for row in rows]
+
+    async def order_rows(self) -> int:
+        async with self.db.session() as session:
+            return int(await session.scalar(select(func.count()).select_from(store.orders)) or 0)
+
+    async def saga(self, order_id: str) -> CheckoutSaga:
+        async with self.db.session() as session:
+            saga = await store.read_saga(session, order_id)
+        assert saga is not None
+        return saga
+
+
+async def _serve(*registrations: tuple[Any, Any]) -> tuple[Any, str]:
+    server = create_server("test")
+    for add, servicer in registrations:
+        add(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "postgresql"])
+async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[CheckoutWorld]:
+    order_urls = fresh_database_url("order", request.param, tmp_path)
+    payment_urls = fresh_database_url("payment", request.param, tmp_path)
+    db = Database(await anext(order_urls))
+    payment_db = Database(await anext(payment_urls))
+    provider = SandboxProvider()
+    payment_server, payment_target = await serve_payment(payment_db, provider)
+    inventory = StubInventory()
+    stubs_server, stubs_target = await _serve(
+        (product_pb2_grpc.add_ProductServiceServicer_to_server, StubCatalog()),
+        (inventory_pb2_grpc.add_InventoryServiceServicer_to_server, inventory),
+    )
+    targets = Targets(stubs_target, stubs_target, payment_target)
+    remote = RemoteServices(targets, charge_timeout=0.5)
+    runner = CheckoutRunner(db, remote, stale_after=3600)
+    orders = Orders(db, remote, runner, wait_budget=10)
+    order_server, order_target = await _serve(
+        (order_pb2_grpc.add_OrderServiceServicer_to_server, OrderServicer(orders))
+    )
+    world = CheckoutWorld(
+        db, payment_db, provider, inventory, targets, order_target, runner, orders
+    )
+    try:
+        yield world
+    finally:
+        for channel in world.channels:
+            await channel.close()
+        await runner.close()
+        for closer in world.closers:
+            await closer()
+        await remote.close()
+        for server in (order_server, stubs_server, payment_server):
+            await server.stop(None)
+        await db.close()
+        await payment_db.close()
+        await order_urls.aclose()
+        await payment_urls.aclose()
+
+
+# --- the happy checkout ---------------------------------------------------------------------
+
+
+async def test_checkout_ends_paid_with_both_events(world: CheckoutWorld) -> None:
+    placed = await world.place()
+    order = placed.order
+    assert (order.status, placed.replayed) == (order_pb2.ORDER_STATUS_PAID, False)
+    assert (order.payment.status, order.total_minor, order.currency) == ("CAPTURED", 10997, "USD")
+    assert [(i.product_id, i.sku, i.quantity, i.unit_price_minor) for i in order.items] == [
+        ("p-head", "HEAD-1", 2, 4999),
+        ("p-cable", "CABLE-1", 1, 999),
+    ]
+    assert world.inventory.steps(order.id) == ["reserve", "commit"]
+    assert world.inventory.on_hand == {"HEAD-1": 8, "CABLE-1": 9}
+    assert world.provider.calls == [order.id]
+
+    (created,) = await world.outbox(world.db, store.outbox, "order.created")
+    assert (created["key"], created["user_id"], created["total"]) == (order.id, "u-ada", "109.97")
+    assert [(line["product_id"], line["sku"]) for line in created["lines"]] == [
+        ("p-head", "HEAD-1"),
+        ("p-cable", "CABLE-1"),
+    ]
+    (completed,) = await world.outbox(world.payment_db, payment_store.outbox, "order.completed")
+    assert (completed["order_id"], completed["status"], completed["user_id"]) == (
+        order.id,
+        "captured",
+        "u-ada",
+    )
+    fetched = await world.stub().GetOrder(order_pb2.GetOrderRequest(order_id=order.id))
+    assert (fetched.status, fetched.payment.status) == (order_pb2.ORDER_STATUS_PAID, "CAPTURED")
+
+
+async def test_a_saga_slower_than_the_budget_answers_pending(world: CheckoutWorld) -> None:
+    world.orders.wait_budget = 0.0  # REST 202: the saga goes on after the answer
+    placed = await world.place(key="k-slow")
+    assert placed.order.status == order_pb2.ORDER_STATUS_PENDING
+    await world.runner.wait(placed.order.id, 10)
+    fetched = await world.stub().GetOrder(order_pb2.GetOrderRequest(order_id=placed.order.id))
+    assert fetched.status == order_pb2.ORDER_STATUS_PAID
+    replayed = await world.place(key="k-slow")
+    assert (replayed.order.status, replayed.replayed) == (order_pb2.ORDER_STATUS_PAID, True)
+
+
+# --- ends CANCELLED -------------------------------------------------------------------------
+
+
+async def test_a_declined_payment_cancels_and_releases_the_stock(world: CheckoutWorld) -> None:
+    order = (await world.place("tok_chargeDeclinedInsufficientFunds")).order
+    assert order.status == order_pb2.ORDER_STATUS_CANCELLED
+    assert (order.payment.status, order.payment.reason) == ("DECLINED", "insufficient_funds")
+    assert order.cancel_reason == "payment_declined"
+    assert world.inventory.steps(order.id) == ["reserve", "release"]
+    assert world.inventory.available("HEAD-1") == 10
+    (completed,) = await world.outbox(world.payment_db, payment_store.outbox, "order.completed")
+    assert completed["status"] == "declined"
+
+
+async def test_out_of_stock_is_a_409_before_anything_is_charged(world: CheckoutWorld) -> None:
+    key = "k-too-many"
+    err = await rpc_error(world.place(items=(("p-head", 11), ("p-cable", 1)), key=key))
+    assert (err.code, err.reason) == (ErrorCode.CONFLICT, "out_of_stock")
+    assert [f.field for f in err.fields] == ["HEAD-1"]
+    again = await rpc_error(world.place(items=(("p-head", 11), ("p-cable", 1)), key=key))
+    assert (again.code, again.reason, again.fields) == (err.code, err.reason, err.fields)
+
+    assert world.provider.calls == []
+    assert await world.order_rows() == 0  # the order was never recorded
+    assert await world.outbox(world.db, store.outbox, "order.created") == []
+    listed = await world.stub().ListOrders(order_pb2.ListOrdersRequest())
+    assert list(listed.items) == []
+
+
+async def test_a_hanging_provider_ends_cancelled_and_charged_once(world: CheckoutWorld) -> None:
+    order = (await world.place("tok_timeout")).order
+    assert order.status == order_pb2.ORDER_STATUS_CANCELLED
+    assert order.payment.status == "VOIDED"
+    assert world.provider.calls == [order.id]  # the retry found the payment, never re-sent
+    assert world.inventory.steps(order.id)[-1] == "release"
+    payment = await world.payments().GetPayment(payment_pb2.GetPaymentRequest(order_id=order.id))
+    assert payment.status == payment_pb2.PAYMENT_STATUS_VOIDED
+    assert await world.outbox(world.payment_db, payment_store.outbox, "order.completed") == []
+    saga = await world.saga(order.id)
+    assert (saga.state, saga.awaiting) == (SagaState.CANCELLED, None)
+
+
+async def test_bad_input_is_named_and_holds_nothing(world: CheckoutWorld) -> None:
+    unknown = await rpc_error(world.place(items=(("p-nope", 1),)))
+    assert (unknown.code, [f.field for f in unknown.fields]) == (
+        ErrorCode.INVALID_ARGUMENT,
+        ["items.0.product_id"],
+    )
+    token = await rpc_error(world.place("tok_stolen_card_number"))
+    assert [f.field for f in token.fields] == ["payment_token"]
+    nobody = await rpc_error(world.place(caller=Caller.anonymous()))
+    assert nobody.code is ErrorCode.UNAUTHENTICATED
+    assert world.inventory.calls == []
+    assert await world.order_rows() == 0
+
+
+# --- Idempotency-Key ------------------------------------------------------------------------
+
+
+async def test_the_same_key_replays_and_a_different_body_is_refused(world: CheckoutWorld) -> None:
+    first = await world.place(key="k-1")
+    again = await world.place(key="k-1")
+    assert (again.order.id, again.order.status, again.replayed) == (
+        first.order.id,
+        order_pb2.ORDER_STATUS_PAID,
+        True,
+    )
+    other = await rpc_error(world.place(key="k-1", items=(("p-cable", 3),)))
+    assert (other.code, other.reason) == (ErrorCode.CONFLICT, "idempotency_key_reused")
+    assert await world.order_rows() == 1
+    assert world.provider.calls == [first.order.id]
+    bobs = await world.place(key="k-1", caller=BOB)  # keys are per user
+    assert bobs.order.id != first.order.id
+
+
+# --- reads ----------------------------------------------------------------------------------
+
+
+async def test_orders_are_visible_to_their_owner_and_admins(world: CheckoutWorld) -> None:
+    first = (await world.place()).order
+    second = (await world.place(items=(("p-cable", 1),))).order
+    hidden = await rpc_error(world.stub(BOB).GetOrder(order_pb2.GetOrderRequest(order_id=first.id)))
+    assert hidden.code is ErrorCode.NOT_FOUND
+    seen = await world.stub(ADMIN).GetOrder(order_pb2.GetOrderRequest(order_id=first.id))
+    assert seen.user_id == "u-ada"
+
+    page = await world.stub().ListOrders(order_pb2.ListOrdersRequest(limit=1))
+    assert [o.id for o in page.items] == [second.id]  # newest first
+    rest = await world.stub().ListOrders(
+        order_pb2.ListOrdersRequest(limit=1, cursor=page.next_cursor)
+    )
+    assert ([o.id for o in rest.items], rest.next_cursor) == ([first.id], "")
+    assert list((await world.stub(BOB).ListOrders(order_pb2.ListOrdersRequest())).items) == []
+    snoop = await rpc_error(
+        world.stub(BOB).ListOrders(order_pb2.ListOrdersRequest(user_id="u-ada"))
+    )
+    assert snoop.code is ErrorCode.PERMISSION_DENIED
+
+
+# --- CancelOrder ----------------------------------------------------------------------------
+
+
+async def test_cancelling_a_paid_order_refunds_and_releases(world: CheckoutWorld) -> None:
+    order = (await world.place()).order
+    stranger = await rpc_error(
+        world.stub(BOB).CancelOrder(order_pb2.CancelOrderRequest(order_id=order.id))
+    )
+    assert stranger.code is ErrorCode.NOT_FOUND
+
+    cancelled = await world.stub().CancelOrder(order_pb2.CancelOrderRequest(order_id=order.id))
+    assert (cancelled.status, cancelled.payment.status) == (
+        order_pb2.ORDER_STATUS_CANCELLED,
+        "REFUNDED",
+    )
+    assert world.provider.refunds == [order.id]
+    assert world.inventory.steps(order.id) == ["reserve", "commit", "release"]
+    assert world.inventory.on_hand == {"HEAD-1": 10, "CABLE-1": 10}
+
+    again = await world.stub().CancelOrder(order_pb2.CancelOrderRequest(order_id=order.id))
+    assert again.status == order_pb2.ORDER_STATUS_CANCELLED
+    assert world.provider.refunds == [order.id]
+
+
+# --- crash recovery and order.completed ----------------------------------------------------
+
+
+async def _saga_left_midway(world: CheckoutWorld, *, charged: bool) -> CheckoutSaga:
+    """What a crash leaves behind: the saga saved, its remote step never answered.
+    charged=False: crashed right after PlaceOrder's first commit (reserve never sent).
+    charged=True: crashed while charging, after payment-service had captured."""
+    now = datetime.now(UTC)
+    command = PlaceOrder.parse(
+        "u-ada",
+        f"k-{uuid.uuid4().hex}",
+        {
+            "items": [{"product_id": "p-head", "quantity": 1}],
+            "payment_token": "tok_visa",
+            "shipping_address": {
+                "line1": "1 Analytical St",
+                "city": "London",
+                "postal_code": "N1",
+                "country": "GB",
+            },
+        },
+    )
+    order = Order.place(f"ord_{uuid.uuid4().hex}", command, price_order(command, PRODUCTS), now)
+    saga, decision = CheckoutSaga.start(order, "tok_visa", now)
+    if charged:
+        await world.inventory.ReserveStock(
+            inventory_pb2.ReserveStockRequest(
+                order_id=order.id, lines=[inventory_pb2.ReservationLine(sku="HEAD-1", quantity=1)]
+            ),
+            None,
+        )
+        decision = saga.handle(StepSucceeded(decision.remote[0].step_id), now)
+        charge = decision.remote[0]
+        await world.payments().Charge(
+            payment_pb2.ChargeRequest(
+                order_id=order.id,
+                user_id="u-ada",
+                amount_minor=order.total_minor,
+                currency="USD",
+                payment_token="tok_visa",
+            )
+        )
+        assert saga.awaiting == charge.step_id
+    async with world.db.unit_of_work() as uow:
+        record = IdempotencyRecord("u-ada", command.idempotency_key, order.fingerprint, order.id)
+        await store.insert_idempotency_record(uow.session, record, now)
+        await store.insert_saga(uow.session, saga, now)
+        if charged:
+            await store.insert_order(uow.session, order)
+        await uow.commit()
+    return saga
+
+
+async def test_the_recovery_loop_resumes_sagas_left_midway(world: CheckoutWorld) -> None:
+    fresh = await _saga_left_midway(world, charged=False)
+    charging = await _saga_left_midway(world, charged=True)
+    # A restarted process: a new runner with the same database and services.
+    restarted = CheckoutRunner(world.db, world.runner.remote, stale_after=0)
+    world.closers.append(restarted.close)
+    assert await restarted.recover_once() == 2
+    for order_id in (fresh.order_id, charging.order_id):
+        await restarted.wait(order_id, 10)
+        saga = await world.saga(order_id)
+        assert (saga.state, saga.order.status.value) == (SagaState.PAID, "PAID")
+        assert world.inventory.status[order_id] == "COMMITTED"
+    # The pre-crash charge was found again: each order reached the provider once.
+    assert sorted(world.provider.calls) == sorted([fresh.order_id, charging.order_id])
+    assert await restarted.recover_once() == 0
+
+
+async def test_order_completed_reconciles_a_lost_charge_reply(world: CheckoutWorld) -> None:
+    saga = await _saga_left_midway(world, charged=True)
+    (completed,) = await world.outbox(world.payment_db, payment_store.outbox, "order.completed")
+    event = Event(
+        source="/emporium/payment",
+        type="com.emporium.order.completed.v1",
+        subject=saga.order_id,
+        data={k: v for k, v in completed.items() if k != "key"},
+    )
+    inbox = RelationalInbox(world.db)
+    assert await inbox.apply_once(GROUP, event, world.orders.on_payment_completed)
+    assert not await inbox.apply_once(GROUP, event, world.orders.on_payment_completed)
+    await world.runner.wait(saga.order_id, 10)
+    after = await world.saga(saga.order_id)
+    assert (after.state, after.payment.value) == (SagaState.PAID, "CAPTURED")
+    fetched = await world.stub().GetOrder(order_pb2.GetOrderRequest(order_id=saga.order_id))
+    assert fetched.status == order_pb2.ORDER_STATUS_PAID
+
+    stale = Event(
+        source=event.source, type=event.type, subject=event.subject, data=event.data
+    )  # the same news again under a new id (e.g. republished): the saga is past CHARGING
+    assert await inbox.apply_once(GROUP, stale, world.orders.on_payment_completed)
+    assert (await world.saga(saga.order_id)).version == after.version
+    assert world.provider.calls == [saga.order_id]
