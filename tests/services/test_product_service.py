@@ -1,6 +1,7 @@
 """product-service over a real gRPC server on migrated SQLite and PostgreSQL: admin-only
 writes, field errors, duplicate skus, soft deletes, the batch read order-service uses,
-cursor pagination, and one `product.updated` (the whole product) in the outbox per change."""
+cursor pagination, and one `product.updated` (the whole product) in the outbox per change;
+and, with a real auth-service beside it, JWKS verification of the forwarded token."""
 
 from __future__ import annotations
 
@@ -20,12 +21,19 @@ from sqlalchemy.engine import make_url
 
 from emporium.chassis.db import Database
 from emporium.chassis.errors import DomainError, ErrorCode
+from emporium.chassis.kv.factory import open_kv
 from emporium.chassis.migrations import migrate
 from emporium.chassis.rpc.client import create_channel, domain_error_from_rpc
 from emporium.chassis.rpc.identity import Caller
+from emporium.chassis.rpc.jwks import JwksTokenVerifier
 from emporium.chassis.rpc.server import create_server
 from emporium.contracts.events import ProductUpdatedV1
+from emporium.contracts.rpc.auth.v1 import auth_pb2, auth_pb2_grpc
 from emporium.contracts.rpc.product.v1 import product_pb2, product_pb2_grpc
+from emporium.services.auth import store as auth_store
+from emporium.services.auth.domain import Argon2Parameters, KeySet, PasswordHashing
+from emporium.services.auth.handlers import Auth
+from emporium.services.auth.rpc import AuthServicer, LocalTokenVerifier
 from emporium.services.product import store
 from emporium.services.product.handlers import Catalog
 from emporium.services.product.rpc import ProductServicer, fill_attribute
@@ -347,3 +355,62 @@ async def test_bad_page_requests_name_the_field(world: CatalogWorld) -> None:
         ["cursor"],
     )
     assert (await reader.ListProducts(product_pb2.ListProductsRequest(limit=100))).next_cursor == ""
+
+
+# --- with a real auth-service: the bearer token decides, not the forwarded roles ----------
+
+CHEAP = PasswordHashing(Argon2Parameters(time_cost=1, memory_cost_kib=1024, parallelism=1))
+
+
+async def test_a_forged_admin_role_next_to_a_user_token_is_denied(tmp_path: Path) -> None:
+    auth_urls = fresh_database_url("auth", "sqlite", tmp_path / "auth")
+    product_urls = fresh_database_url("product", "sqlite", tmp_path / "product")
+    auth_db, product_db = Database(await anext(auth_urls)), Database(await anext(product_urls))
+    kv = open_kv("memory://", namespace="auth")
+    auth = Auth(auth_db, kv, KeySet(auth_store.signing_key_from({}, tmp_path)), hashing=CHEAP)
+    auth_server = create_server("auth", LocalTokenVerifier(auth))
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(auth), auth_server)
+    auth_target = f"127.0.0.1:{auth_server.add_insecure_port('127.0.0.1:0')}"
+    await auth_server.start()
+    verifier = JwksTokenVerifier(auth_target, service="product")
+    server = create_server("product", verifier)
+    product_pb2_grpc.add_ProductServiceServicer_to_server(
+        ProductServicer(Catalog(product_db)), server
+    )
+    world = CatalogWorld(product_db, f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}", [])
+    await server.start()
+    auth_channel = create_channel(auth_target, service="test", caller=ANONYMOUS)
+    try:
+        auth_stub = auth_pb2_grpc.AuthServiceStub(auth_channel)
+        await auth.ensure_admin("admin@emporium.local", "admin-password-0123")
+        await auth_stub.Register(
+            auth_pb2.RegisterRequest(
+                email="eve@example.com", password="eve-password-0123", name="Eve"
+            )
+        )
+        tokens = {}
+        for email, password in [
+            ("admin@emporium.local", "admin-password-0123"),
+            ("eve@example.com", "eve-password-0123"),
+        ]:
+            pair = await auth_stub.Login(auth_pb2.LoginRequest(email=email, password=password))
+            tokens[email] = (pair.user_id, pair.access_token)
+        eve_id, eve_token = tokens["eve@example.com"]
+        forged = world.stub(Caller(eve_id, frozenset({"admin"}), eve_token))
+        denied = await rpc_error(forged.CreateProduct(create_request()))
+        assert denied.code == ErrorCode.PERMISSION_DENIED
+        admin_id, admin_token = tokens["admin@emporium.local"]
+        admin = world.stub(Caller(admin_id, frozenset({"user"}), admin_token))
+        assert (await admin.CreateProduct(create_request("REAL-ADMIN"))).sku == "REAL-ADMIN"
+        assert [e.sku for e in await world.events()] == ["REAL-ADMIN"]
+    finally:
+        for channel in [*world.channels, auth_channel]:
+            await channel.close()
+        await verifier.close()
+        await server.stop(None)
+        await auth_server.stop(None)
+        await kv.close()
+        await auth_db.close()
+        await product_db.close()
+        await auth_urls.aclose()
+        await product_urls.aclose()

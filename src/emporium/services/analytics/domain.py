@@ -40,6 +40,10 @@ DEFAULT_LIMIT: Final = 20
 MAX_LIMIT: Final = 100
 MAX_BUCKETS: Final = 24 * 92  # an hourly series over a quarter
 DEFAULT_CURRENCY: Final = "USD"
+# `low-stock` lists alerts, not a ranking: more per page (the gateway allows up to 1000).
+LOW_STOCK_DEFAULT_LIMIT: Final = 100
+LOW_STOCK_MAX_LIMIT: Final = 1000
+TOP_PRODUCTS_DEFAULT_LIMIT: Final = 10
 CAPTURED: Final = PaymentStatus.CAPTURED.value
 
 Statement = tuple[str, dict[str, Any]]
@@ -259,10 +263,17 @@ class ReportParams:
         }
 
 
-def parse_report_params(params: Mapping[str, str | None], now: datetime) -> ReportParams:
+def parse_report_params(
+    params: Mapping[str, str | None],
+    now: datetime,
+    *,
+    default_limit: int = DEFAULT_LIMIT,
+    max_limit: int = MAX_LIMIT,
+) -> ReportParams:
     """`from`, `to` (RFC 3339; default the 30 days up to `now`), `granularity`
-    (`hour`|`day`, default `day`), `limit` (1..100, default 20), `currency` (ISO 4217,
-    default USD). Every problem is reported at once, each naming its query parameter."""
+    (`hour`|`day`, default `day`), `limit` (1..`max_limit`, default `default_limit`: 1..100
+    and 20 unless a report says otherwise), `currency` (ISO 4217, default USD). Every problem
+    is reported at once, each naming its query parameter."""
     errors: list[FieldError] = []
     until = _time(params, "to", errors) or _utc(now)
     since = _time(params, "from", errors) or until - DEFAULT_RANGE
@@ -273,7 +284,7 @@ def parse_report_params(params: Mapping[str, str | None], now: datetime) -> Repo
         errors.append(FieldError("granularity", "one of hour, day"))
     elif (until - since) / _STEP[granularity] > MAX_BUCKETS:
         errors.append(FieldError("granularity", f"at most {MAX_BUCKETS} buckets; use day"))
-    limit = _limit(params.get("limit"), errors)
+    limit = _limit(params.get("limit"), errors, default_limit, max_limit)
     currency = (params.get("currency") or DEFAULT_CURRENCY).upper()
     if not re.fullmatch(r"[A-Z]{3}", currency):
         errors.append(FieldError("currency", "an ISO 4217 code"))
@@ -296,15 +307,15 @@ def _time(params: Mapping[str, str | None], name: str, errors: list[FieldError])
         return None
 
 
-def _limit(raw: str | None, errors: list[FieldError]) -> int:
+def _limit(raw: str | None, errors: list[FieldError], default: int, maximum: int) -> int:
     if raw is None or raw == "":
-        return DEFAULT_LIMIT
+        return default
     try:
         value = int(raw)
     except ValueError:
         value = 0
-    if not 1 <= value <= MAX_LIMIT:
-        errors.append(FieldError("limit", f"an integer between 1 and {MAX_LIMIT}"))
+    if not 1 <= value <= maximum:
+        errors.append(FieldError("limit", f"an integer between 1 and {maximum}"))
     return value
 
 

@@ -40,7 +40,9 @@ class RecipientUnknown(DomainError):
 
     def __init__(self, order_id: str) -> None:
         super().__init__(
-            f"buyer of order {order_id!r} not known yet", ErrorCode.FAILED_PRECONDITION
+            f"buyer of order {order_id!r} not known yet",
+            ErrorCode.FAILED_PRECONDITION,
+            "recipient_unknown",
         )
 
 

@@ -4,7 +4,7 @@ Collections (names fixed by the service; `prefix` only isolates tests on a share
 
 | collection | `_id` | holds |
 |---|---|---|
-| `notifications` | notification id (UUID5 of event id + kind) | `domain.to_document` plus the sort keys below |
+| `notifications` | UUID5 of (event id, kind) | `domain.to_document` + sort keys (below) |
 | `notification_users` | user id | `email`, `name` from `user.registered` |
 | `notification_orders` | order id | `user_id` from `order.created` |
 
@@ -137,7 +137,9 @@ class NotificationStore:
         found.sort(key=lambda n: (micros(n.created_at), n.id), reverse=True)
         return found[:count]
 
-    async def _scan(self, user_id: str, after: ListPosition | None, count: int) -> list[Notification]:
+    async def _scan(
+        self, user_id: str, after: ListPosition | None, count: int
+    ) -> list[Notification]:
         """Walk one recipient's notifications newest first until `count` lie after `after`."""
         limit = (micros(after.created_at), after.id) if after else None
         out: list[Notification] = []

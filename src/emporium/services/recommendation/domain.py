@@ -43,7 +43,7 @@ from emporium.chassis.errors import FieldError, invalid
 from emporium.contracts.events import OrderCreatedV1, ProductUpdatedV1, UserRegisteredV1
 
 DEFAULT_LIMIT: Final = 10
-MAX_LIMIT: Final = 50
+MAX_LIMIT: Final = 100  # the REST contract's list maximum (gateway and proto agree)
 MAX_ID_LENGTH: Final = 128
 # How many candidates the handler reads per sorted set: enough to fill MAX_LIMIT after
 # excluding deleted, bought and duplicate products.

@@ -25,33 +25,33 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n3emporium/contracts/rpc/analytics/v1/analytics.proto\x12\x15\x65mporium.analytics.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xac\x01\n\x15GetSalesReportRequest\x12-\n\tfrom_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07to_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x0bgranularity\x18\x03 \x01(\x0e\x32\".emporium.analytics.v1.Granularity\"`\n\x0bSalesBucket\x12*\n\x06\x62ucket\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06orders\x18\x02 \x01(\x03\x12\x15\n\rrevenue_minor\x18\x03 \x01(\x03\"\x8f\x01\n\x0bSalesReport\x12\x0e\n\x06orders\x18\x01 \x01(\x03\x12\x13\n\x0bpaid_orders\x18\x02 \x01(\x03\x12\x15\n\rrevenue_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x32\n\x06series\x18\x05 \x03(\x0b\x32\".emporium.analytics.v1.SalesBucket\"\x82\x01\n\x15GetTopProductsRequest\x12-\n\tfrom_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07to_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x03 \x01(\x05\"F\n\nTopProduct\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05units\x18\x02 \x01(\x03\x12\x15\n\rrevenue_minor\x18\x03 \x01(\x03\"J\n\x16GetTopProductsResponse\x12\x30\n\x05items\x18\x01 \x03(\x0b\x32!.emporium.analytics.v1.TopProduct\"#\n\x12GetLowStockRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"i\n\x0cLowStockItem\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x03\x12\x11\n\tthreshold\x18\x03 \x01(\x03\x12&\n\x02\x61t\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\x13GetLowStockResponse\x12\x32\n\x05items\x18\x01 \x03(\x0b\x32#.emporium.analytics.v1.LowStockItem*U\n\x0bGranularity\x12\x1b\n\x17GRANULARITY_UNSPECIFIED\x10\x00\x12\x14\n\x10GRANULARITY_HOUR\x10\x01\x12\x13\n\x0fGRANULARITY_DAY\x10\x02\x32\xcb\x02\n\x10\x41nalyticsService\x12\x62\n\x0eGetSalesReport\x12,.emporium.analytics.v1.GetSalesReportRequest\x1a\".emporium.analytics.v1.SalesReport\x12m\n\x0eGetTopProducts\x12,.emporium.analytics.v1.GetTopProductsRequest\x1a-.emporium.analytics.v1.GetTopProductsResponse\x12\x64\n\x0bGetLowStock\x12).emporium.analytics.v1.GetLowStockRequest\x1a*.emporium.analytics.v1.GetLowStockResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n3emporium/contracts/rpc/analytics/v1/analytics.proto\x12\x15\x65mporium.analytics.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbe\x01\n\x15GetSalesReportRequest\x12-\n\tfrom_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07to_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x0bgranularity\x18\x03 \x01(\x0e\x32\".emporium.analytics.v1.Granularity\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\"`\n\x0bSalesBucket\x12*\n\x06\x62ucket\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06orders\x18\x02 \x01(\x03\x12\x15\n\rrevenue_minor\x18\x03 \x01(\x03\"\x8f\x01\n\x0bSalesReport\x12\x0e\n\x06orders\x18\x01 \x01(\x03\x12\x13\n\x0bpaid_orders\x18\x02 \x01(\x03\x12\x15\n\rrevenue_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x32\n\x06series\x18\x05 \x03(\x0b\x32\".emporium.analytics.v1.SalesBucket\"\x94\x01\n\x15GetTopProductsRequest\x12-\n\tfrom_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07to_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\"F\n\nTopProduct\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05units\x18\x02 \x01(\x03\x12\x15\n\rrevenue_minor\x18\x03 \x01(\x03\"J\n\x16GetTopProductsResponse\x12\x30\n\x05items\x18\x01 \x03(\x0b\x32!.emporium.analytics.v1.TopProduct\"#\n\x12GetLowStockRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"i\n\x0cLowStockItem\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x03\x12\x11\n\tthreshold\x18\x03 \x01(\x03\x12&\n\x02\x61t\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\x13GetLowStockResponse\x12\x32\n\x05items\x18\x01 \x03(\x0b\x32#.emporium.analytics.v1.LowStockItem*U\n\x0bGranularity\x12\x1b\n\x17GRANULARITY_UNSPECIFIED\x10\x00\x12\x14\n\x10GRANULARITY_HOUR\x10\x01\x12\x13\n\x0fGRANULARITY_DAY\x10\x02\x32\xcb\x02\n\x10\x41nalyticsService\x12\x62\n\x0eGetSalesReport\x12,.emporium.analytics.v1.GetSalesReportRequest\x1a\".emporium.analytics.v1.SalesReport\x12m\n\x0eGetTopProducts\x12,.emporium.analytics.v1.GetTopProductsRequest\x1a-.emporium.analytics.v1.GetTopProductsResponse\x12\x64\n\x0bGetLowStock\x12).emporium.analytics.v1.GetLowStockRequest\x1a*.emporium.analytics.v1.GetLowStockResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'emporium.contracts.rpc.analytics.v1.analytics_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GRANULARITY']._serialized_start=1030
-  _globals['_GRANULARITY']._serialized_end=1115
+  _globals['_GRANULARITY']._serialized_start=1066
+  _globals['_GRANULARITY']._serialized_end=1151
   _globals['_GETSALESREPORTREQUEST']._serialized_start=112
-  _globals['_GETSALESREPORTREQUEST']._serialized_end=284
-  _globals['_SALESBUCKET']._serialized_start=286
-  _globals['_SALESBUCKET']._serialized_end=382
-  _globals['_SALESREPORT']._serialized_start=385
-  _globals['_SALESREPORT']._serialized_end=528
-  _globals['_GETTOPPRODUCTSREQUEST']._serialized_start=531
-  _globals['_GETTOPPRODUCTSREQUEST']._serialized_end=661
-  _globals['_TOPPRODUCT']._serialized_start=663
-  _globals['_TOPPRODUCT']._serialized_end=733
-  _globals['_GETTOPPRODUCTSRESPONSE']._serialized_start=735
-  _globals['_GETTOPPRODUCTSRESPONSE']._serialized_end=809
-  _globals['_GETLOWSTOCKREQUEST']._serialized_start=811
-  _globals['_GETLOWSTOCKREQUEST']._serialized_end=846
-  _globals['_LOWSTOCKITEM']._serialized_start=848
-  _globals['_LOWSTOCKITEM']._serialized_end=953
-  _globals['_GETLOWSTOCKRESPONSE']._serialized_start=955
-  _globals['_GETLOWSTOCKRESPONSE']._serialized_end=1028
-  _globals['_ANALYTICSSERVICE']._serialized_start=1118
-  _globals['_ANALYTICSSERVICE']._serialized_end=1449
+  _globals['_GETSALESREPORTREQUEST']._serialized_end=302
+  _globals['_SALESBUCKET']._serialized_start=304
+  _globals['_SALESBUCKET']._serialized_end=400
+  _globals['_SALESREPORT']._serialized_start=403
+  _globals['_SALESREPORT']._serialized_end=546
+  _globals['_GETTOPPRODUCTSREQUEST']._serialized_start=549
+  _globals['_GETTOPPRODUCTSREQUEST']._serialized_end=697
+  _globals['_TOPPRODUCT']._serialized_start=699
+  _globals['_TOPPRODUCT']._serialized_end=769
+  _globals['_GETTOPPRODUCTSRESPONSE']._serialized_start=771
+  _globals['_GETTOPPRODUCTSRESPONSE']._serialized_end=845
+  _globals['_GETLOWSTOCKREQUEST']._serialized_start=847
+  _globals['_GETLOWSTOCKREQUEST']._serialized_end=882
+  _globals['_LOWSTOCKITEM']._serialized_start=884
+  _globals['_LOWSTOCKITEM']._serialized_end=989
+  _globals['_GETLOWSTOCKRESPONSE']._serialized_start=991
+  _globals['_GETLOWSTOCKRESPONSE']._serialized_end=1064
+  _globals['_ANALYTICSSERVICE']._serialized_start=1154
+  _globals['_ANALYTICSSERVICE']._serialized_end=1485
 # @@protoc_insertion_point(module_scope)

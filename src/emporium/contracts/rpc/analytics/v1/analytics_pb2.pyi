@@ -50,7 +50,10 @@ class GetSalesReportRequest(_message.Message):
     FROM_TIME_FIELD_NUMBER: _builtins.int
     TO_TIME_FIELD_NUMBER: _builtins.int
     GRANULARITY_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
     granularity: Global___Granularity.ValueType
+    currency: _builtins.str
+    """ISO 4217; empty: USD (reports are per currency)"""
     @_builtins.property
     def from_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -61,10 +64,11 @@ class GetSalesReportRequest(_message.Message):
         from_time: _timestamp_pb2.Timestamp | None = ...,
         to_time: _timestamp_pb2.Timestamp | None = ...,
         granularity: Global___Granularity.ValueType = ...,
+        currency: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["from_time", b"from_time", "to_time", b"to_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_time", b"from_time", "granularity", b"granularity", "to_time", b"to_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "from_time", b"from_time", "granularity", b"granularity", "to_time", b"to_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -137,8 +141,11 @@ class GetTopProductsRequest(_message.Message):
     FROM_TIME_FIELD_NUMBER: _builtins.int
     TO_TIME_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
     """default 10, max 100"""
+    currency: _builtins.str
+    """ISO 4217; empty: USD"""
     @_builtins.property
     def from_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -149,10 +156,11 @@ class GetTopProductsRequest(_message.Message):
         from_time: _timestamp_pb2.Timestamp | None = ...,
         to_time: _timestamp_pb2.Timestamp | None = ...,
         limit: _builtins.int = ...,
+        currency: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["from_time", b"from_time", "to_time", b"to_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_time", b"from_time", "limit", b"limit", "to_time", b"to_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "from_time", b"from_time", "limit", b"limit", "to_time", b"to_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -209,7 +217,7 @@ class GetLowStockRequest(_message.Message):
 
     LIMIT_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
-    """default 100"""
+    """default 100, max 1000"""
     def __init__(
         self,
         *,

@@ -40,7 +40,7 @@ class Notification(_message.Message):
     kind: _builtins.str
     """"welcome", "order_confirmation", "payment_receipt", ..."""
     status: _builtins.str
-    """"pending", "sent", "failed" """
+    """"PENDING", "SENT", "FAILED" """
     subject: _builtins.str
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
@@ -71,6 +71,9 @@ class ListNotificationsRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     CURSOR_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
+    """Whose list: empty means the caller's own; another user's needs the admin role. An
+    admin's own list also holds the operators' stock alerts (recipient "role:admin").
+    """
     limit: _builtins.int
     """default 20, max 100"""
     cursor: _builtins.str
