@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 
 from emporium.chassis.blob.factory import open_blob
-from emporium.chassis.config import ServiceSettings
+from emporium.chassis.config import ServiceSettings, grpc_target
 from emporium.chassis.events.wiring import add_consumer, open_service_bus
+from emporium.chassis.rpc.jwks import JwksTokenVerifier
 from emporium.chassis.runtime import GrpcRegistration, ServiceApp, ping_check
 from emporium.contracts.rpc.cdn.v1 import cdn_pb2_grpc
 from emporium.services.cdn.consumers import product_updated_consumer
@@ -40,6 +41,8 @@ def public_url(settings: ServiceSettings, environ: dict[str, str] | None = None)
 async def build(settings: ServiceSettings) -> ServiceApp:
     """Everything cdn-service runs; nothing is connected before this is called."""
     app = ServiceApp(name=settings.name, settings=settings, grpc_options=list(GRPC_OPTIONS))
+    app.verifier = JwksTokenVerifier(grpc_target("auth"), service=settings.name)
+    app.on_stop.append(app.verifier.close)
     blobs = open_blob(settings.blob_url)
     app.on_stop.append(blobs.close)
     app.checks["blob"] = ping_check(blobs.ping)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from emporium.chassis.config import ServiceSettings, grpc_target
 from emporium.chassis.db import Database
 from emporium.chassis.events.wiring import add_consumer, add_outbox_relay, open_service_bus
+from emporium.chassis.rpc.jwks import JwksTokenVerifier
 from emporium.chassis.runtime import GrpcRegistration, ServiceApp
 from emporium.contracts.rpc.order.v1 import order_pb2_grpc
 from emporium.services.order import store
@@ -19,6 +20,8 @@ from emporium.services.order.rpc import SERVICE_NAME, OrderServicer
 async def build(settings: ServiceSettings) -> ServiceApp:
     """Everything order-service runs; nothing is connected before this is called."""
     app = ServiceApp(name=settings.name, settings=settings)
+    app.verifier = JwksTokenVerifier(grpc_target("auth"), service=settings.name)
+    app.on_stop.append(app.verifier.close)
     db = Database(settings.database_url)
     app.on_stop.append(db.close)
     app.checks["database"] = lambda: store.ping(db)

@@ -3,9 +3,10 @@ readiness checks, and closes everything at shutdown."""
 
 from __future__ import annotations
 
-from emporium.chassis.config import ServiceSettings
+from emporium.chassis.config import ServiceSettings, grpc_target
 from emporium.chassis.db import Database
 from emporium.chassis.events.wiring import add_outbox_relay, open_service_bus
+from emporium.chassis.rpc.jwks import JwksTokenVerifier
 from emporium.chassis.runtime import GrpcRegistration, ServiceApp
 from emporium.contracts.rpc.payment.v1 import payment_pb2_grpc
 from emporium.services.payment import store
@@ -16,6 +17,8 @@ from emporium.services.payment.rpc import SERVICE_NAME, PaymentServicer
 async def build(settings: ServiceSettings) -> ServiceApp:
     """Everything payment-service runs; nothing is connected before this is called."""
     app = ServiceApp(name=settings.name, settings=settings)
+    app.verifier = JwksTokenVerifier(grpc_target("auth"), service=settings.name)
+    app.on_stop.append(app.verifier.close)
     db = Database(settings.database_url)
     app.on_stop.append(db.close)
     app.checks["database"] = lambda: store.ping(db)

@@ -7,8 +7,9 @@ second process pointed at the same directory fails to write instead of corruptin
 
 from __future__ import annotations
 
-from emporium.chassis.config import ServiceSettings
+from emporium.chassis.config import ServiceSettings, grpc_target
 from emporium.chassis.events.wiring import add_consumer, open_service_bus
+from emporium.chassis.rpc.jwks import JwksTokenVerifier
 from emporium.chassis.runtime import GrpcRegistration, ServiceApp, ping_check
 from emporium.chassis.search.factory import open_search
 from emporium.contracts.rpc.search.v1 import search_pb2_grpc
@@ -20,6 +21,8 @@ from emporium.services.search.store import ProductIndex
 async def build(settings: ServiceSettings) -> ServiceApp:
     """Everything search-service runs; nothing is connected before this is called."""
     app = ServiceApp(name=settings.name, settings=settings)
+    app.verifier = JwksTokenVerifier(grpc_target("auth"), service=settings.name)
+    app.on_stop.append(app.verifier.close)
     index = open_search(settings.search_url)
     app.on_stop.append(index.close)
     app.checks["search"] = ping_check(index.ping)
