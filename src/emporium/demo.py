@@ -16,6 +16,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from PIL import Image, ImageDraw
@@ -84,6 +85,18 @@ def product_image(product: DemoProduct, size: int = 512) -> bytes:
     return out.getvalue()
 
 
+async def _send(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One call, politely retried when the gateway says 429 (its per-client rate limit
+    applies to us too) or 503 (a backend restarting), honouring Retry-After."""
+    for attempt in range(8):
+        response = await client.request(method, url, **kwargs)
+        if response.status_code not in (429, 503):
+            break
+        await asyncio.sleep(float(response.headers.get("retry-after", 0.5 * 2**attempt)))
+    response.raise_for_status()
+    return response
+
+
 async def _load_one(client: httpx.AsyncClient, product: DemoProduct) -> None:
     body = {
         "sku": product.sku,
@@ -94,13 +107,12 @@ async def _load_one(client: httpx.AsyncClient, product: DemoProduct) -> None:
         "currency": "USD",
         "attributes": {"demo": True},
     }
-    created = await client.post("/api/v1/products", json=body)
-    created.raise_for_status()
+    created = await _send(client, "POST", "/api/v1/products", json=body)
     product_id = created.json()["id"]
     files = {"file": (f"{product.sku}.png", product_image(product), "image/png")}
-    (await client.post(f"/api/v1/products/{product_id}/images", files=files)).raise_for_status()
+    await _send(client, "POST", f"/api/v1/products/{product_id}/images", files=files)
     stock = {"on_hand": product.on_hand, "low_stock_threshold": 5}
-    (await client.put(f"/api/v1/inventory/{product.sku}", json=stock)).raise_for_status()
+    await _send(client, "PUT", f"/api/v1/inventory/{product.sku}", json=stock)
 
 
 async def load_demo_catalog(base_url: str, admin_email: str, admin_password: str) -> int:

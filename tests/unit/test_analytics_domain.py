@@ -245,3 +245,12 @@ def test_top_products_and_low_stock_shapes() -> None:
     assert low_stock_response([{"sku": "S", "available": 1, "threshold": 3, "at": AT}]) == {
         "items": [{"sku": "S", "available": 1, "threshold": 3, "at": "2025-03-01T10:00:00Z"}]
     }
+
+
+def test_a_report_may_set_its_own_limit_bounds() -> None:
+    wide = {"default_limit": 100, "max_limit": 1000}
+    assert parse_report_params({}, NOW, **wide).limit == 100
+    assert parse_report_params({"limit": "1000"}, NOW, **wide).limit == 1000
+    with pytest.raises(DomainError) as caught:
+        parse_report_params({"limit": "1001"}, NOW, **wide)
+    assert [f.field for f in caught.value.fields] == ["limit"]

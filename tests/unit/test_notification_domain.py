@@ -19,12 +19,14 @@ from emporium.contracts.events import (
     UserRegisteredV1,
 )
 from emporium.services.notification.domain import (
+    ADMIN_RECIPIENT_ID,
     CHANNEL_EMAIL,
     DeliveryPolicy,
     Kind,
     Notification,
     Recipient,
     Status,
+    admin_recipient,
     decode_cursor,
     encode_cursor,
     from_document,
@@ -36,6 +38,7 @@ from emporium.services.notification.domain import (
     parse_limit,
     payment_receipt,
     to_document,
+    visible_recipients,
     welcome,
 )
 
@@ -290,3 +293,17 @@ def test_bad_limit_names_limit(raw: str) -> None:
 def test_limit_default_and_max() -> None:
     assert parse_limit(None) == 20
     assert parse_limit("100") == 100
+
+
+def test_stock_alerts_go_to_the_operators_recipient() -> None:
+    admin = admin_recipient("ops@example.com")
+    assert (admin.user_id, admin.email) == (ADMIN_RECIPIENT_ID, "ops@example.com")
+    assert admin_recipient("").email is None  # no address configured: listed, never sent
+    alert = low_stock_alert("e1", InventoryLowV1(sku="A", available=1, threshold=2), admin, NOW)
+    assert alert.user_id == ADMIN_RECIPIENT_ID
+
+
+def test_an_admin_sees_the_operators_alerts_in_its_own_list_only() -> None:
+    assert visible_recipients("u1", "u1", caller_is_admin=False) == ["u1"]
+    assert visible_recipients("a1", "a1", caller_is_admin=True) == ["a1", ADMIN_RECIPIENT_ID]
+    assert visible_recipients("u1", "a1", caller_is_admin=True) == ["u1"]

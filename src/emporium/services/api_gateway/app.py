@@ -8,6 +8,7 @@ per request) and the HTTP metrics middleware.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fastapi import FastAPI
@@ -118,7 +119,7 @@ def _problem_responses(responses: dict[str, Any]) -> None:
 
 async def build(settings: ServiceSettings) -> ServiceApp:
     targets = {b.name: grpc_target(b.name) for b in BACKENDS}
-    api = create_api(targets)
+    api = create_api(targets, RateLimits.from_env(os.environ))
 
     async def close() -> None:
         await close_api(api)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
+from emporium.chassis.config import ConfigError
 from emporium.services.api_gateway.problems import problem, retry_after_header
 
 
@@ -26,6 +27,26 @@ class RateLimits:
     client_burst: int = 100
     login_rate: float = 10 / 60  # ten attempts a minute per account and IP, after the burst
     login_burst: int = 10
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> RateLimits:
+        """`EMPORIUM_GATEWAY_RATE_LIMIT` (requests/s per client) and
+        `EMPORIUM_GATEWAY_RATE_BURST` override the defaults; a bad value is a ConfigError."""
+        limits = cls()
+        rate = environ.get("EMPORIUM_GATEWAY_RATE_LIMIT")
+        burst = environ.get("EMPORIUM_GATEWAY_RATE_BURST")
+        try:
+            if rate is not None:
+                limits = replace(limits, client_rate=float(rate))
+            if burst is not None:
+                limits = replace(limits, client_burst=int(burst))
+        except ValueError:
+            raise ConfigError(
+                "EMPORIUM_GATEWAY_RATE_LIMIT / EMPORIUM_GATEWAY_RATE_BURST: not a number"
+            ) from None
+        if limits.client_rate <= 0 or limits.client_burst < 1:
+            raise ConfigError("EMPORIUM_GATEWAY_RATE_LIMIT / _BURST: must be positive")
+        return limits
 
 
 class TokenBucketLimiter:
