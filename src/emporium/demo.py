@@ -85,7 +85,9 @@ def product_image(product: DemoProduct, size: int = 512) -> bytes:
     return out.getvalue()
 
 
-async def _send(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
+async def _send(
+    client: httpx.AsyncClient, method: str, url: str, ok: tuple[int, ...] = (), **kwargs: Any
+) -> httpx.Response:
     """One call, politely retried when the gateway says 429 (its per-client rate limit
     applies to us too) or 503 (a backend restarting), honouring Retry-After."""
     for attempt in range(8):
@@ -93,11 +95,13 @@ async def _send(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any)
         if response.status_code not in (429, 503):
             break
         await asyncio.sleep(float(response.headers.get("retry-after", 0.5 * 2**attempt)))
-    response.raise_for_status()
+    if response.status_code not in ok:
+        response.raise_for_status()
     return response
 
 
-async def _load_one(client: httpx.AsyncClient, product: DemoProduct) -> None:
+async def _load_one(client: httpx.AsyncClient, product: DemoProduct) -> bool:
+    """Create one product with its image and stock; False if its SKU already existed."""
     body = {
         "sku": product.sku,
         "name": product.name,
@@ -107,12 +111,15 @@ async def _load_one(client: httpx.AsyncClient, product: DemoProduct) -> None:
         "currency": "USD",
         "attributes": {"demo": True},
     }
-    created = await _send(client, "POST", "/api/v1/products", json=body)
+    created = await _send(client, "POST", "/api/v1/products", json=body, ok=(409,))
+    if created.status_code == 409:
+        return False  # loaded by an earlier start whose marker file is gone: keep it as is
     product_id = created.json()["id"]
     files = {"file": (f"{product.sku}.png", product_image(product), "image/png")}
     await _send(client, "POST", f"/api/v1/products/{product_id}/images", files=files)
     stock = {"on_hand": product.on_hand, "low_stock_threshold": 5}
     await _send(client, "PUT", f"/api/v1/inventory/{product.sku}", json=stock)
+    return True
 
 
 async def load_demo_catalog(base_url: str, admin_email: str, admin_password: str) -> int:
@@ -123,19 +130,15 @@ async def load_demo_catalog(base_url: str, admin_email: str, admin_password: str
         )
         login.raise_for_status()
         client.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
-        existing = await client.get("/api/v1/products", params={"limit": 1})
-        existing.raise_for_status()
-        if existing.json()["items"]:
-            return 0  # a catalog is there already (e.g. the marker file was deleted)
         gate = asyncio.Semaphore(CONCURRENCY)
         products = list(demo_products())
 
-        async def guarded(product: DemoProduct) -> None:
+        async def guarded(product: DemoProduct) -> bool:
             async with gate:
-                await _load_one(client, product)
+                return await _load_one(client, product)
 
-        await asyncio.gather(*(guarded(p) for p in products))
-        return len(products)
+        created = await asyncio.gather(*(guarded(p) for p in products))
+        return sum(created)
 
 
 def marker_path(data_dir: Path) -> Path:

@@ -67,7 +67,8 @@ def platform(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     tmp: Path = tmp_path_factory.mktemp(f"journey-{request.param}")
-    env = {"EMPORIUM_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    # The demo loader and this test share one client IP; the rate limit has its own tests.
+    env = {"EMPORIUM_ADMIN_PASSWORD": ADMIN_PASSWORD, "EMPORIUM_GATEWAY_RATE_LIMIT": "1000"}
     with production_env(request.param) as extra:
         env.update(extra)
         with running_platform(tmp, env, demo=request.param == "embedded") as running:
@@ -76,7 +77,27 @@ def platform(
                 yield request.param
             except BaseException:
                 print(running.log())
+                print(failed_calls())
                 raise
+
+
+def failed_calls() -> str:
+    """Every non-OK gRPC outcome counted by the services' metrics (for a failing run)."""
+    from emporium.chassis.catalog import SERVICES
+
+    lines = []
+    for info in SERVICES:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{info.http_port}/metrics", timeout=2).text
+        except httpx.HTTPError as exc:
+            lines.append(f"{info.name}: metrics unavailable ({exc})")
+            continue
+        lines += [
+            line
+            for line in text.splitlines()
+            if "requests_total{" in line and 'code="OK"' not in line and "rpc" in line
+        ]
+    return "\n".join(lines)
 
 
 def login(client: httpx.Client, email: str, password: str) -> dict[str, str]:
@@ -347,6 +368,10 @@ def test_the_whole_journey(platform: str) -> None:
     assert client.post("/api/v1/auth/logout", headers=shopper).status_code == 204
     problem(client.get("/api/v1/users/me", headers=shopper), 401)
 
-    if platform == "embedded":
-        catalog = client.get("/api/v1/search", params={"limit": 1}).json()
-        assert catalog["total"] >= 200  # the demo catalog
+    if platform == "embedded":  # the demo catalog `make up` loads on first start
+        deadline = time.monotonic() + 120
+        total = 0
+        while time.monotonic() < deadline and total < 200:
+            total = client.get("/api/v1/search", params={"limit": 1}).json()["total"]
+            time.sleep(1)
+        assert total >= 200

@@ -323,13 +323,14 @@ async def test_unexpected_exception_is_internal_without_leaking(
     assert "hunter2" in str(logged[0].exc_info[1])  # type: ignore[index]
 
 
-async def test_transport_failure_maps_to_unavailable() -> None:
-    async with create_channel("127.0.0.1:1", default_timeout=1) as channel:
+async def test_unreachable_backend_waits_for_ready_then_hits_the_deadline() -> None:
+    """Nobody listens: the call waits for a connection (a restarting backend would come back)
+    but never beyond its deadline."""
+    async with create_channel("127.0.0.1:1", default_timeout=0.5) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await call(channel, "Echo")
-    err = domain_error_from_rpc(caught.value)
-    assert err.code is ErrorCode.UNAVAILABLE
-    assert err.reason == "unavailable"
+    assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert domain_error_from_rpc(caught.value).code is ErrorCode.DEADLINE_EXCEEDED
 
 
 # --- identity and request id ---------------------------------------------------------------

@@ -7,7 +7,9 @@ through their service's repository (`store.py`) and never call `commit()` themse
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -15,12 +17,17 @@ from typing import Any
 
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+from emporium.chassis.errors import DomainError, ErrorCode
+
+log = logging.getLogger(__name__)
 
 # Execution option naming how a SQLite transaction begins (default IMMEDIATE, see below).
 _SQLITE_BEGIN = "emporium_sqlite_begin"
@@ -137,3 +144,18 @@ class UnitOfWork:
 
     async def rollback(self) -> None:
         await self.session.rollback()
+
+
+@contextlib.contextmanager
+def database_errors_as_unavailable() -> Iterator[None]:
+    """Turn a database that cannot answer (unreachable, locked past the busy timeout, not
+    migrated yet) into UNAVAILABLE: the caller may retry later, and the failure is not
+    reported as a bug in the request (INTERNAL). The cause is logged, since the caller only
+    sees the category."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        log.warning("database unavailable: %s", exc.orig or exc, exc_info=True)
+        raise DomainError(
+            "the database is unavailable", ErrorCode.UNAVAILABLE, "database_unavailable"
+        ) from exc

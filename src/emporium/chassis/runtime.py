@@ -270,14 +270,20 @@ async def _supervised(task: BackgroundTask, stop: StopSignal) -> None:
 async def run_checks(app: ServiceApp) -> tuple[bool, dict[str, str]]:
     """Run every readiness check with a timeout; a check that raises or hangs is `fail`."""
 
-    async def one(check: Callable[[], Awaitable[bool]]) -> str:
+    async def one(name: str, check: Callable[[], Awaitable[bool]]) -> str:
         try:
-            return "ok" if await asyncio.wait_for(check(), CHECK_TIMEOUT_SECONDS) else "fail"
-        except Exception:
-            return "fail"
+            if await asyncio.wait_for(check(), CHECK_TIMEOUT_SECONDS):
+                return "ok"
+            log.warning("readiness check failed", extra={"check": name})
+        except Exception as exc:
+            log.warning(
+                "readiness check failed",
+                extra={"check": name, "error": f"{type(exc).__name__}: {exc}"},
+            )
+        return "fail"
 
     names = list(app.checks)
-    results = await asyncio.gather(*(one(app.checks[n]) for n in names))
+    results = await asyncio.gather(*(one(n, app.checks[n]) for n in names))
     status = dict(zip(names, results, strict=True))
     return all(r == "ok" for r in results), status
 

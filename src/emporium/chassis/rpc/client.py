@@ -139,7 +139,12 @@ class ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[m
             RPC_CLIENT_REQUESTS.labels(self.service, method, "CIRCUIT_OPEN").inc()
             raise
         timeout = max(0.0, deadline - time.monotonic())
-        call = await continuation(details._replace(timeout=timeout, metadata=metadata), request)
+        # wait_for_ready: a call made while the connection is (re)connecting waits for it
+        # within its deadline instead of failing at once with UNAVAILABLE; that is always safe
+        # (nothing was sent) and rides out a backend restarting under the supervisor.
+        call = await continuation(
+            details._replace(timeout=timeout, metadata=metadata, wait_for_ready=True), request
+        )
         try:
             await call
         except grpc.aio.AioRpcError as exc:
@@ -178,6 +183,17 @@ class ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[m
         return grpc.aio.Metadata(*pairs)
 
 
+# Reconnect quickly after a backend restarts (gRPC's default backoff grows to two minutes),
+# and keep each channel's connections its own, so a probe that found a backend still
+# starting cannot leave another channel's shared connection in backoff.
+CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.use_local_subchannel_pool", 1),
+)
+
+
 def create_channel(
     target: str,
     *,
@@ -214,7 +230,9 @@ def create_channel(
         ),
         caller=caller,
     )
-    return grpc.aio.insecure_channel(target, options=list(options), interceptors=[interceptor])
+    return grpc.aio.insecure_channel(
+        target, options=[*CHANNEL_OPTIONS, *options], interceptors=[interceptor]
+    )
 
 
 def domain_error_from_rpc(exc: Any) -> DomainError:

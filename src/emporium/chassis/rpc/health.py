@@ -61,6 +61,15 @@ async def check_health(target: str, timeout: float = 1.0, service: str = "") -> 
         return False
 
 
+# See chassis.rpc.client.CHANNEL_OPTIONS: quick reconnects, connections of its own.
+PROBE_CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.use_local_subchannel_pool", 1),
+)
+
+
 class HealthProber:
     """Health checks over long-lived channels, one per target.
 
@@ -76,7 +85,9 @@ class HealthProber:
         """Like `check_health`, over this prober's channel to `target`; never raises."""
         channel = self._channels.get(target)
         if channel is None:
-            channel = self._channels[target] = grpc.aio.insecure_channel(target)
+            channel = self._channels[target] = grpc.aio.insecure_channel(
+                target, options=list(PROBE_CHANNEL_OPTIONS)
+            )
         try:
             stub = health_pb2_grpc.HealthStub(channel)
             response = await stub.Check(

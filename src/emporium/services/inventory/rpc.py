@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from emporium.chassis.db import database_errors_as_unavailable
 from emporium.contracts.rpc.inventory.v1 import inventory_pb2, inventory_pb2_grpc
-from emporium.services.inventory import store
 from emporium.services.inventory.domain import Reservation, ReservationStatus
 from emporium.services.inventory.handlers import Inventory
 from emporium.services.inventory.store import StoredStock
@@ -33,7 +33,7 @@ def answers_unavailable_when_the_database_is_down(
 
     @functools.wraps(method)
     async def rpc(self: Any, request: Any, context: Any) -> T:
-        with store.database_errors_as_unavailable():
+        with database_errors_as_unavailable():
             return await method(self, request, context)
 
     return rpc

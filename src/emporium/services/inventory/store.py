@@ -14,8 +14,8 @@ guard that turns any lost update into a retry instead of a wrong count.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Iterator
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,11 +34,10 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from emporium.chassis.db import Database
-from emporium.chassis.errors import DomainError, ErrorCode
 from emporium.chassis.events.tables import inbox_table, lease_table, outbox_table
 from emporium.chassis.migrations import service_metadata
 from emporium.services.inventory.domain import (
@@ -47,6 +46,8 @@ from emporium.services.inventory.domain import (
     ReservationStatus,
     StockItem,
 )
+
+log = logging.getLogger(__name__)
 
 metadata = service_metadata()
 
@@ -91,19 +92,6 @@ async def ping(db: Database) -> bool:
     async with db.session() as session:
         await session.execute(text("SELECT 1"))
     return True
-
-
-@contextlib.contextmanager
-def database_errors_as_unavailable() -> Iterator[None]:
-    """Turn a database that cannot answer (unreachable, locked past the busy timeout, not
-    migrated yet) into UNAVAILABLE: the caller may retry later, and the failure is not
-    reported as a bug in the request (INTERNAL)."""
-    try:
-        yield
-    except (OperationalError, InterfaceError) as exc:
-        raise DomainError(
-            "the database is unavailable", ErrorCode.UNAVAILABLE, "database_unavailable"
-        ) from exc
 
 
 def _utc(value: datetime) -> datetime:

@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from emporium.chassis.db import database_errors_as_unavailable
 from emporium.contracts.rpc.product.v1 import product_pb2, product_pb2_grpc
-from emporium.services.product import store
 from emporium.services.product.domain import AttributeValue, Product
 from emporium.services.product.handlers import Catalog
 
@@ -31,7 +31,7 @@ def answers_unavailable_when_the_database_is_down(
 
     @functools.wraps(method)
     async def rpc(self: Any, request: Any, context: Any) -> T:
-        with store.database_errors_as_unavailable():
+        with database_errors_as_unavailable():
             return await method(self, request, context)
 
     return rpc

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,11 +33,10 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from emporium.chassis.db import Database
-from emporium.chassis.errors import DomainError, ErrorCode
 from emporium.chassis.events.tables import inbox_table, lease_table, outbox_table
 from emporium.chassis.migrations import service_metadata
 from emporium.services.product.domain import Money, Product
@@ -78,19 +75,6 @@ async def ping(db: Database) -> bool:
     async with db.session() as session:
         await session.execute(text("SELECT 1"))
     return True
-
-
-@contextlib.contextmanager
-def database_errors_as_unavailable() -> Iterator[None]:
-    """Turn a database that cannot answer (unreachable, locked past the busy timeout, not
-    migrated yet) into UNAVAILABLE: the caller may retry later, and the failure is not
-    reported as a bug in the request (INTERNAL)."""
-    try:
-        yield
-    except (OperationalError, InterfaceError) as exc:
-        raise DomainError(
-            "the database is unavailable", ErrorCode.UNAVAILABLE, "database_unavailable"
-        ) from exc
 
 
 def _utc(value: datetime) -> datetime:
