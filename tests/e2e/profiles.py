@@ -69,6 +69,9 @@ def production_env(profile: str) -> Iterator[dict[str, str]]:
     s3 = _optional("s3")
     if s3:
         env["EMPORIUM_BLOB_URL"] = s3 if "create_bucket" in s3 else f"{s3}&create_bucket=true"
+        # moto's S3 accepts any credentials; boto3 insists on having some.
+        env.setdefault("AWS_ACCESS_KEY_ID", os.environ.get("AWS_ACCESS_KEY_ID", "test"))
+        env.setdefault("AWS_SECRET_ACCESS_KEY", os.environ.get("AWS_SECRET_ACCESS_KEY", "test"))
     try:
         yield env
     finally:
