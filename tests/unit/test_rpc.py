@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -323,14 +324,36 @@ async def test_unexpected_exception_is_internal_without_leaking(
     assert "hunter2" in str(logged[0].exc_info[1])  # type: ignore[index]
 
 
-async def test_unreachable_backend_waits_for_ready_then_hits_the_deadline() -> None:
-    """Nobody listens: the call waits for a connection (a restarting backend would come back)
-    but never beyond its deadline."""
-    async with create_channel("127.0.0.1:1", default_timeout=0.5) as channel:
+async def test_transport_failure_maps_to_unavailable() -> None:
+    async with create_channel("127.0.0.1:1", default_timeout=1) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await call(channel, "Echo")
-    assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
-    assert domain_error_from_rpc(caught.value).code is ErrorCode.DEADLINE_EXCEEDED
+    err = domain_error_from_rpc(caught.value)
+    assert err.code is ErrorCode.UNAVAILABLE
+    assert err.reason == "unavailable"
+
+
+async def test_a_channel_does_not_inherit_another_channels_connection_backoff() -> None:
+    """A probe that found a backend still starting must not leave the next channel to that
+    address failing fast while a shared connection sits in reconnect backoff."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with create_channel(f"127.0.0.1:{port}", default_timeout=0.5) as early:
+        with pytest.raises(grpc.aio.AioRpcError):
+            await call(early, "Echo")  # nothing listens yet: this connection backs off
+        server = create_server("echo-server")
+        handler = grpc.unary_unary_rpc_method_handler(EchoServicer().echo)
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE, {"Echo": handler}),)
+        )
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        try:
+            async with create_channel(f"127.0.0.1:{port}", default_timeout=2) as fresh:
+                assert await call(fresh, "Echo", b"hi") == b"hi"
+        finally:
+            await server.stop(None)
 
 
 # --- identity and request id ---------------------------------------------------------------

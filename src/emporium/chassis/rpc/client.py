@@ -139,12 +139,7 @@ class ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[m
             RPC_CLIENT_REQUESTS.labels(self.service, method, "CIRCUIT_OPEN").inc()
             raise
         timeout = max(0.0, deadline - time.monotonic())
-        # wait_for_ready: a call made while the connection is (re)connecting waits for it
-        # within its deadline instead of failing at once with UNAVAILABLE; that is always safe
-        # (nothing was sent) and rides out a backend restarting under the supervisor.
-        call = await continuation(
-            details._replace(timeout=timeout, metadata=metadata, wait_for_ready=True), request
-        )
+        call = await continuation(details._replace(timeout=timeout, metadata=metadata), request)
         try:
             await call
         except grpc.aio.AioRpcError as exc:
