@@ -40,17 +40,20 @@ class Timings:
     def __init__(self) -> None:
         self.samples: dict[str, list[float]] = defaultdict(list)
         self.errors: dict[str, int] = defaultdict(int)
+        self.statuses: dict[str, int] = defaultdict(int)
 
     async def call(self, label: str, request: Any) -> httpx.Response | None:
         began = time.perf_counter()
         try:
             response: httpx.Response = await request
-        except httpx.HTTPError:
+        except httpx.HTTPError as exc:
             self.errors[label] += 1
+            self.statuses[f"{label} {type(exc).__name__}"] += 1
             return None
         self.samples[label].append(time.perf_counter() - began)
         if response.status_code >= 400:
             self.errors[label] += 1
+            self.statuses[f"{label} {response.status_code}"] += 1
         return response
 
 
@@ -198,6 +201,8 @@ async def main_async(args: argparse.Namespace) -> None:
             "shoppers": args.shoppers,
         }
         print(json.dumps(record))
+    if timings.statuses:
+        print("error answers:", dict(sorted(timings.statuses.items())))
     print(
         json.dumps(
             {

@@ -13,6 +13,8 @@ SCRIPTS = [
     ["bus_throughput.py"],
     ["outbox_relay.py"],
     ["rest_roundtrip.py", "--start"],
+    ["checkout.py", "--start", "--shoppers", "4", "--seconds", "25"],
+    ["checkout.py", "--start", "--shoppers", "8", "--seconds", "25"],
 ]
 
 
