@@ -22,6 +22,7 @@ from typing import Any
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from emporium.chassis.db import Database
@@ -482,6 +483,21 @@ async def test_the_recovery_loop_resumes_sagas_left_midway(world: CheckoutWorld)
     # The pre-crash charge was found again: each order reached the provider once.
     assert sorted(world.provider.calls) == sorted([fresh.order_id, charging.order_id])
     assert await restarted.recover_once() == 0
+
+
+async def test_unfinished_sagas_are_reported_by_state(world: CheckoutWorld) -> None:
+    await _saga_left_midway(world, charged=False)
+    await _saga_left_midway(world, charged=True)
+    patient = CheckoutRunner(world.db, world.runner.remote, stale_after=3600)
+    world.closers.append(patient.close)
+    assert await patient.recover_once() == 0  # not idle long enough to be resumed
+
+    def sagas(state: str) -> float | None:
+        labels = {"service": "order", "saga": "checkout", "state": state}
+        return REGISTRY.get_sample_value("emporium_saga_instances", labels)
+
+    assert (sagas("RESERVING_STOCK"), sagas("CHARGING"), sagas("PARKED")) == (1, 1, 0)
+    assert sagas("PAID") is None  # final states are not reported
 
 
 async def test_order_completed_reconciles_a_lost_charge_reply(world: CheckoutWorld) -> None:

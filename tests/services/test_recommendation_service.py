@@ -25,7 +25,13 @@ from emporium.chassis.kv.factory import open_kv
 from emporium.chassis.rpc.client import create_channel, domain_error_from_rpc
 from emporium.chassis.rpc.identity import Caller
 from emporium.chassis.rpc.server import create_server
-from emporium.contracts.events import OrderCreatedV1, ProductUpdatedV1, UserRegisteredV1
+from emporium.contracts.events import (
+    OrderCompletedV1,
+    OrderCreatedV1,
+    PaymentStatus,
+    ProductUpdatedV1,
+    UserRegisteredV1,
+)
 from emporium.contracts.events.base import EventModel
 from emporium.contracts.events.order_created import OrderLineV1
 from emporium.contracts.events.registry import encode
@@ -73,6 +79,21 @@ def order(user: str, *units: tuple[str, int]) -> OrderCreatedV1:
     return OrderCreatedV1(
         order_id=f"o-{uuid.uuid4().hex[:8]}", user_id=user, lines=lines, total=total, currency="USD"
     )
+
+
+def completed(created: OrderCreatedV1, status: PaymentStatus) -> OrderCompletedV1:
+    return OrderCompletedV1(
+        order_id=created.order_id,
+        payment_id=f"pay-{created.order_id}",
+        amount=created.total,
+        status=status,
+        user_id=created.user_id,
+    )
+
+
+def paid(*orders: OrderCreatedV1) -> list[EventModel]:
+    """Each order followed by its captured payment: what makes a purchase."""
+    return [m for o in orders for m in (o, completed(o, PaymentStatus.CAPTURED))]
 
 
 @dataclass
@@ -146,9 +167,11 @@ async def test_bought_together_comes_first_then_category_then_best_sellers(
     world: RecommendationWorld,
 ) -> None:
     await world.publish(
-        order("u1", ("p-phones", 1), ("p-case", 1)),
-        order("u2", ("p-phones", 1), ("p-case", 1), ("p-cable", 1)),
-        order("u3", ("p-book", 5)),
+        *paid(
+            order("u1", ("p-phones", 1), ("p-case", 1)),
+            order("u2", ("p-phones", 1), ("p-case", 1), ("p-cable", 1)),
+            order("u3", ("p-book", 5)),
+        )
     )
     recs = await world.recommend(product_id="p-phones", limit=10)
     ids = [pid for pid, _ in recs]
@@ -163,7 +186,7 @@ async def test_bought_together_comes_first_then_category_then_best_sellers(
 
 
 async def test_never_the_product_itself_nor_a_deleted_product(world: RecommendationWorld) -> None:
-    await world.publish(order("u1", ("p-phones", 1), ("p-case", 1), ("p-cable", 3)))
+    await world.publish(*paid(order("u1", ("p-phones", 1), ("p-case", 1), ("p-cable", 3))))
     assert "p-cable" in await world.ids(product_id="p-phones")
     await world.publish(product("p-cable", "audio", deleted=True))
     for anchor in ("p-phones", "p-case", "p-cable", ""):
@@ -174,7 +197,7 @@ async def test_never_the_product_itself_nor_a_deleted_product(world: Recommendat
 
 async def test_best_sellers_without_any_signal(world: RecommendationWorld) -> None:
     assert await world.ids() == []  # nothing sold yet
-    await world.publish(order("u1", ("p-book", 1)), order("u2", ("p-novel", 4)))
+    await world.publish(*paid(order("u1", ("p-book", 1)), order("u2", ("p-novel", 4))))
     assert await world.ids() == ["p-novel", "p-book"]
     assert await world.ids(product_id="p-unknown") == ["p-novel", "p-book"]
     assert await world.ids(limit=1) == ["p-novel"]
@@ -185,9 +208,11 @@ async def test_signed_in_users_get_their_co_purchases_without_what_they_bought(
 ) -> None:
     await world.publish(
         UserRegisteredV1(user_id=ADA.user_id, email="ada@example.com", registered_at=T0),
-        order("u-other", ("p-phones", 1), ("p-case", 1)),
-        order(ADA.user_id, ("p-phones", 1)),
-        order("u-other", ("p-novel", 9)),
+        *paid(
+            order("u-other", ("p-phones", 1), ("p-case", 1)),
+            order(ADA.user_id, ("p-phones", 1)),
+            order("u-other", ("p-novel", 9)),
+        ),
     )
     ada = await world.ids(ADA)
     assert ada[0] == "p-case"  # bought with what Ada bought
@@ -202,12 +227,35 @@ async def test_signed_in_users_get_their_co_purchases_without_what_they_bought(
 
 
 async def test_a_redelivered_order_is_counted_once(world: RecommendationWorld) -> None:
-    model = order("u1", ("p-phones", 1), ("p-case", 1))
-    (first,) = await world.publish(model)
-    await world.publish_events([(model, replace(first)), (model, replace(first))])
-    await world.publish(order("u2", ("p-book", 1)), order("u3", ("p-book", 1)))
+    models = paid(order("u1", ("p-phones", 1), ("p-case", 1)))
+    events = await world.publish(*models)
+    again = list(zip(models, events, strict=True))
+    await world.publish_events(again + again)
+    await world.publish(*paid(order("u2", ("p-book", 1)), order("u3", ("p-book", 1))))
     # counted once, p-book (2 units) outsells p-case (1 unit, not 3)
     assert (await world.ids())[:1] == ["p-book"]
+
+
+async def test_a_declined_order_is_no_purchase(world: RecommendationWorld) -> None:
+    declined = order("u1", ("p-phones", 1), ("p-case", 1))
+    await world.publish(declined, completed(declined, PaymentStatus.DECLINED))
+    assert await world.ids() == []  # no best seller
+    neighbours = dict(await world.recommend(product_id="p-phones"))
+    assert neighbours["p-case"] <= 0.5  # only as the same category, not bought together
+    await world.publish(*paid(order("u2", ("p-book", 1))))
+    assert await world.ids() == ["p-book"]
+
+
+async def test_a_payment_that_arrives_before_its_order_still_counts_once(
+    world: RecommendationWorld,
+) -> None:
+    early = order("u1", ("p-novel", 2))
+    await world.publish(completed(early, PaymentStatus.CAPTURED))
+    assert await world.ids() == []  # the lines are not known yet
+    await world.publish(early)
+    assert await world.ids() == ["p-novel"]
+    await world.publish(*paid(order("u2", ("p-book", 3))))
+    assert await world.ids() == ["p-book", "p-novel"]  # 3 units beat 2, not 4
 
 
 async def test_moving_a_product_to_another_category(world: RecommendationWorld) -> None:

@@ -29,16 +29,19 @@ from emporium.services.recommendation.domain import (
     SRem,
     UserSignals,
     ZIncrBy,
+    basket_key,
     bought_key,
     category_key,
     co_key,
+    counted_key,
+    counts_as_purchase,
+    outcome_key,
     parse_request,
     product_key,
     product_updates,
     purchase_updates,
     recommend,
     response,
-    seen_key,
     user_key,
     user_updates,
 )
@@ -71,11 +74,23 @@ def test_key_scheme() -> None:
     assert bought_key("u1") == "user:u1:bought"
     assert user_key("u1") == "user:u1"
     assert product_key("p1") == "product:p1"
-    assert seen_key("e1") == "seen:e1"
+    assert (basket_key("o1"), outcome_key("o1")) == ("basket:o1", "outcome:o1")
+    assert counted_key("o1") == "counted:o1"
     assert (BEST_KEY, DELETED_KEY) == ("best", "deleted")
 
 
 # -- updates ---------------------------------------------------------------------------------
+
+
+def test_a_basket_survives_its_trip_through_the_kv_store() -> None:
+    purchase = Purchase("u1", {"A": 4, "B": 2})
+    assert Purchase.from_json(purchase.to_json().encode()) == purchase
+
+
+def test_only_a_captured_payment_makes_a_purchase() -> None:
+    assert counts_as_purchase("captured")
+    assert not counts_as_purchase("declined")
+    assert not counts_as_purchase(None)
 
 
 def test_purchase_merges_lines_of_the_same_product() -> None:

@@ -1,7 +1,8 @@
 """`order.completed`: produced by payment-service (through its outbox) once a charge for an
 order reached a final state.
 
-Consumed by order (saga step: mark PAID or compensate), notification and analytics.
+Consumed by order (saga step: mark PAID or compensate), notification, analytics and
+recommendation (only paid orders count as purchases).
 Key: order id.
 """
 

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     and_,
     event,
+    func,
     or_,
     select,
     text,
@@ -282,6 +283,17 @@ async def unfinished_sagas(session: AsyncSession, idle_since: datetime, limit: i
         .limit(limit)
     )
     return [str(r) for r in (await session.scalars(query)).all()]
+
+
+async def unfinished_saga_counts(session: AsyncSession) -> dict[SagaState, int]:
+    """How many sagas are in each state that is not final (parked ones included)."""
+    final = [s.value for s in FINAL_STATES]
+    query = (
+        select(checkout_sagas.c.state, func.count())
+        .where(checkout_sagas.c.state.not_in(final))
+        .group_by(checkout_sagas.c.state)
+    )
+    return {SagaState(state): int(n) for state, n in (await session.execute(query)).all()}
 
 
 # -- orders ----------------------------------------------------------------------------------

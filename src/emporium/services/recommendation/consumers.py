@@ -1,8 +1,8 @@
-"""Event entrypoint of recommendation-service: `user.registered`, `product.updated` and
-`order.created` -> the feature store.
+"""Event entrypoint of recommendation-service: `user.registered`, `product.updated`,
+`order.created` and `order.completed` -> the feature store.
 
 One consumer group (`recommendation`). No inbox table: the handlers make their own writes
-idempotent (a `seen:{event id}` claim for the counters, converging set/hash writes for the
+idempotent (a `counted:{order}` claim for the counters, converging set/hash writes for the
 rest), so the consumer runs with the `StoreIdempotentInbox`.
 """
 
@@ -13,13 +13,23 @@ from emporium.chassis.events.consumer import EventConsumer
 from emporium.chassis.events.envelope import Event
 from emporium.chassis.events.inbox import Handler, StoreIdempotentInbox
 from emporium.chassis.rpc.identity import Caller, acting_as
-from emporium.contracts.events import OrderCreatedV1, ProductUpdatedV1, UserRegisteredV1
+from emporium.contracts.events import (
+    OrderCompletedV1,
+    OrderCreatedV1,
+    ProductUpdatedV1,
+    UserRegisteredV1,
+)
 from emporium.contracts.events.registry import decode_event
 from emporium.services.recommendation import handlers
 from emporium.services.recommendation.store import FeatureStore
 
 GROUP = "recommendation"
-TOPICS = (UserRegisteredV1.TOPIC, ProductUpdatedV1.TOPIC, OrderCreatedV1.TOPIC)
+TOPICS = (
+    UserRegisteredV1.TOPIC,
+    ProductUpdatedV1.TOPIC,
+    OrderCreatedV1.TOPIC,
+    OrderCompletedV1.TOPIC,
+)
 
 
 def feature_handler(store: FeatureStore) -> Handler:
@@ -27,7 +37,9 @@ def feature_handler(store: FeatureStore) -> Handler:
         payload = decode_event(event)  # unknown type / bad payload: poison, dead-lettered
         with acting_as(Caller.system(GROUP)):
             if isinstance(payload, OrderCreatedV1):
-                await handlers.on_order_created(store, event.id, payload)
+                await handlers.on_order_created(store, payload)
+            elif isinstance(payload, OrderCompletedV1):
+                await handlers.on_order_completed(store, payload)
             elif isinstance(payload, ProductUpdatedV1):
                 await handlers.on_product_updated(store, payload)
             elif isinstance(payload, UserRegisteredV1):

@@ -16,14 +16,19 @@ Feature keys (all under the service's kv namespace):
 | `user:{id}` | hash | `registered_at` (cold-start profile) |
 | `product:{id}` | hash | `category`, `name` of the product |
 | `deleted` | set | ids of deleted products (never recommended) |
-| `seen:{event id}` | string | dedupe marker of an applied event (with a TTL) |
+| `basket:{order}` | string | the order's `Purchase` (JSON) from `order.created` (TTL) |
+| `outcome:{order}` | string | the payment's final status from `order.completed` (TTL) |
+| `counted:{order}` | string | claim: the order's purchase was counted (TTL) |
 
-Purchases are counted on `order.created` (the order lines are only in that event; an order
-whose payment is later declined still says "bought together"). Idempotency: the kv store has
-no transactions, so the handler claims `seen:{event id}` with `set_if_absent` *before*
-applying the commands: a redelivered event is skipped, and a crash between claim and apply
-loses that order's increments (at most once). For statistics that is the better failure:
-a lost increment changes nothing visible, a doubled one inflates counts for ever.
+Only paid orders count: a declined payment is no purchase. The lines are only in
+`order.created` and the outcome only in `order.completed`, and the two topics carry no order
+between them, so each handler first stores what its event says (`basket:`, `outcome:`) and
+then tries to settle: whichever of the two arrives second sees both and counts the purchase.
+Idempotency: the kv store has no transactions, so settling claims `counted:{order}` with
+`set_if_absent` *before* applying the increments: a redelivery (or both handlers seeing both
+halves) counts once, and a crash between claim and apply loses that order's increments (at
+most once). For statistics that is the better failure: a lost increment changes nothing
+visible, a doubled one inflates counts for ever.
 
 Scores are floats in [0, 1] in non-overlapping bands, so a score also tells where a
 recommendation came from and the bands keep the order of the tiers:
@@ -34,6 +39,7 @@ a band, the score is linear in the signal normalised by the strongest candidate 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,6 +47,7 @@ from typing import Any, Final
 
 from emporium.chassis.errors import FieldError, invalid
 from emporium.contracts.events import OrderCreatedV1, ProductUpdatedV1, UserRegisteredV1
+from emporium.contracts.events.order_completed import PaymentStatus
 
 DEFAULT_LIMIT: Final = 10
 MAX_LIMIT: Final = 100  # the REST contract's list maximum (gateway and proto agree)
@@ -51,7 +58,9 @@ CANDIDATE_DEPTH: Final = 200
 # Pairs are O(n^2) in the distinct products of an order; beyond this many products an order
 # is a bulk purchase whose pairs say little, so only the first ones (by id) are paired.
 MAX_PAIRED_PRODUCTS: Final = 20
-SEEN_TTL_SECONDS: Final = 7 * 24 * 3600
+# How long half of an order (its basket or its payment outcome) waits for the other half,
+# and how long the counted claim is kept: far longer than any redelivery.
+ORDER_TTL_SECONDS: Final = 7 * 24 * 3600
 
 CO_BAND: Final = (0.6, 1.0)
 SIMILAR_BAND: Final = (0.3, 0.5)
@@ -81,8 +90,16 @@ def product_key(product_id: str) -> str:
     return f"product:{product_id}"
 
 
-def seen_key(event_id: str) -> str:
-    return f"seen:{event_id}"
+def basket_key(order_id: str) -> str:
+    return f"basket:{order_id}"
+
+
+def outcome_key(order_id: str) -> str:
+    return f"outcome:{order_id}"
+
+
+def counted_key(order_id: str) -> str:
+    return f"counted:{order_id}"
 
 
 # -- update commands -------------------------------------------------------------------------
@@ -132,6 +149,19 @@ class Purchase:
             product = line.product_id or line.sku
             units[product] = units.get(product, 0) + line.quantity
         return cls(event.user_id, units)
+
+    def to_json(self) -> str:
+        return json.dumps({"user_id": self.user_id, "units": dict(self.units)})
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Purchase:
+        record = json.loads(raw)
+        return cls(str(record["user_id"]), {str(p): int(n) for p, n in record["units"].items()})
+
+
+def counts_as_purchase(outcome: str | None) -> bool:
+    """Only a captured payment makes an order a purchase."""
+    return outcome == PaymentStatus.CAPTURED.value
 
 
 def purchase_updates(purchase: Purchase) -> list[Update]:

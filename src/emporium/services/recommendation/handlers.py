@@ -1,10 +1,10 @@
 """Use cases of recommendation-service: fold events into the features, and recommend.
 
-Idempotency (the kv store has no transactions): `order.created` increments counters, so its
-handler first claims `seen:{event id}` with `set_if_absent` and skips a redelivery; a crash
-between the claim and the increments loses that order's signal (at most once), the lesser
-harm for statistics. `product.updated` and `user.registered` only set members and fields, so
-applying them twice converges on the same features and needs no claim.
+A purchase is counted when both halves of a paid order have arrived, `order.created` (the
+lines) and `order.completed` (the payment's outcome), in either order; `settle` claims
+`counted:{order}` first so a redelivery never counts twice (see the domain module).
+`product.updated` and `user.registered` only set members and fields, so applying them twice
+converges on the same features and needs no claim.
 """
 
 from __future__ import annotations
@@ -12,16 +12,38 @@ from __future__ import annotations
 from typing import Any
 
 from emporium.chassis.rpc.identity import Caller, require_owner_or_admin
-from emporium.contracts.events import OrderCreatedV1, ProductUpdatedV1, UserRegisteredV1
+from emporium.contracts.events import (
+    OrderCompletedV1,
+    OrderCreatedV1,
+    ProductUpdatedV1,
+    UserRegisteredV1,
+)
 from emporium.services.recommendation import domain
 from emporium.services.recommendation.store import FeatureStore
 
 
-async def on_order_created(store: FeatureStore, event_id: str, event: OrderCreatedV1) -> bool:
-    """Count the purchase once; False for a redelivery."""
-    if not await store.claim(event_id):
+async def on_order_created(store: FeatureStore, event: OrderCreatedV1) -> bool:
+    """Keep the order's basket; count it if its payment already succeeded."""
+    await store.keep_basket(event.order_id, domain.Purchase.from_event(event))
+    return await settle(store, event.order_id)
+
+
+async def on_order_completed(store: FeatureStore, event: OrderCompletedV1) -> bool:
+    """Keep the payment's outcome; count the basket if it is here and the payment succeeded."""
+    await store.keep_outcome(event.order_id, event.status.value)
+    return await settle(store, event.order_id)
+
+
+async def settle(store: FeatureStore, order_id: str) -> bool:
+    """Count a paid order's purchase exactly once both halves are known; True if this call
+    counted it. Each handler writes its half before reading the other, so the second of the
+    two always sees both."""
+    if not domain.counts_as_purchase(await store.outcome(order_id)):
         return False
-    await store.apply(domain.purchase_updates(domain.Purchase.from_event(event)))
+    purchase = await store.basket(order_id)
+    if purchase is None or not await store.claim_order(order_id):
+        return False
+    await store.apply(domain.purchase_updates(purchase))
     return True
 
 

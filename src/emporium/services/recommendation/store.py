@@ -14,20 +14,23 @@ from emporium.services.recommendation.domain import (
     BEST_KEY,
     CANDIDATE_DEPTH,
     DELETED_KEY,
-    SEEN_TTL_SECONDS,
+    ORDER_TTL_SECONDS,
     HSet,
     ProductSignals,
+    Purchase,
     SAdd,
     Scored,
     SRem,
     Update,
     UserSignals,
     ZIncrBy,
+    basket_key,
     bought_key,
     category_key,
     co_key,
+    counted_key,
+    outcome_key,
     product_key,
-    seen_key,
 )
 
 # A user's co-purchases are read for at most this many of the products they bought.
@@ -40,9 +43,23 @@ class FeatureStore:
     def __init__(self, kv: KeyValueStore) -> None:
         self.kv = kv
 
-    async def claim(self, event_id: str) -> bool:
-        """Mark `event_id` as applied; False when it already was (a redelivery)."""
-        return await self.kv.set_if_absent(seen_key(event_id), "1", ttl=SEEN_TTL_SECONDS)
+    async def keep_basket(self, order_id: str, purchase: Purchase) -> None:
+        await self.kv.set(basket_key(order_id), purchase.to_json(), ttl=ORDER_TTL_SECONDS)
+
+    async def basket(self, order_id: str) -> Purchase | None:
+        raw = await self.kv.get(basket_key(order_id))
+        return Purchase.from_json(raw) if raw else None
+
+    async def keep_outcome(self, order_id: str, status: str) -> None:
+        await self.kv.set(outcome_key(order_id), status, ttl=ORDER_TTL_SECONDS)
+
+    async def outcome(self, order_id: str) -> str | None:
+        raw = await self.kv.get(outcome_key(order_id))
+        return raw.decode() if raw else None
+
+    async def claim_order(self, order_id: str) -> bool:
+        """Mark the order's purchase as counted; False when it already was."""
+        return await self.kv.set_if_absent(counted_key(order_id), "1", ttl=ORDER_TTL_SECONDS)
 
     async def apply(self, updates: Iterable[Update]) -> None:
         for update in updates:

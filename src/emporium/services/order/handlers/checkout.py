@@ -34,6 +34,7 @@ from emporium.chassis.runtime import StopSignal
 from emporium.contracts.events.order_created import OrderCreatedV1
 from emporium.services.order import store
 from emporium.services.order.clients import SERVICE, SYSTEM, RemoteServices
+from emporium.services.order.metrics import report_unfinished_sagas
 from emporium.services.order.saga import (
     IGNORED,
     CheckoutSaga,
@@ -227,6 +228,8 @@ class CheckoutRunner:
             resumed += not decision.ignored
         if resumed:
             log.info("resumed checkout sagas", extra={"count": resumed})
+        async with self.db.session() as session:
+            report_unfinished_sagas(SERVICE, await store.unfinished_saga_counts(session))
         return resumed
 
     async def run_recovery(self, stop: StopSignal) -> None:
