@@ -26,6 +26,8 @@ from pathlib import Path
 import httpx
 
 from emporium.chassis.catalog import GATEWAY, SERVICES, ServiceInfo
+from emporium.chassis.config import ConfigError
+from emporium.chassis.rpc.service_auth import load_service_secret
 
 CONFIG_ERROR_EXIT = 2
 STABLE_AFTER_SECONDS = 30.0
@@ -247,6 +249,11 @@ def demo_loader(supervisor: Supervisor, data_dir: Path) -> Callable[[], Awaitabl
 def up(data_dir: Path, only: list[str] | None = None, demo: bool = True) -> int:
     """Run every service (or `only` these) until Ctrl-C; load the demo catalog once."""
     os.environ.setdefault("EMPORIUM_DATA_DIR", str(data_dir))
+    try:  # created here once, so the services starting together find it
+        load_service_secret(data_dir)
+    except ConfigError as exc:
+        print(f"[emporium] configuration error: {exc}", file=sys.stderr)
+        return 2
     generated = ensure_admin_password(data_dir)
     if generated:
         print(

@@ -268,7 +268,8 @@ async def test_administrator_bootstrap_is_once_and_can_set_roles(world: AuthWorl
     assert set((await validate(world, admin.access_token)).roles) == {"admin", "user"}
 
     shopper = await world.register()
-    as_user = world.as_caller(Caller(shopper.user_id, frozenset({"user"})))
+    signed_in = await world.login(shopper.email)
+    as_user = world.as_caller(Caller(shopper.user_id, frozenset(), signed_in.access_token))
     denied = await rpc_error(
         as_user.SetRoles(auth_pb2.SetRolesRequest(user_id=shopper.user_id, roles=["admin"]))
     )
@@ -290,6 +291,13 @@ async def test_administrator_bootstrap_is_once_and_can_set_roles(world: AuthWorl
 async def test_a_forged_bearer_token_is_refused_before_the_handler(world: AuthWorld) -> None:
     forged = world.as_caller(Caller("someone", frozenset({"admin"}), "forged.token.value"))
     err = await rpc_error(forged.SetRoles(auth_pb2.SetRolesRequest(user_id="x", roles=["user"])))
+    assert err.code is ErrorCode.UNAUTHENTICATED
+
+
+async def test_identity_headers_without_a_token_are_refused(world: AuthWorld) -> None:
+    """Claiming to be an admin in metadata, with no token and no service proof, is nothing."""
+    claims = world.as_caller(Caller("someone", frozenset({"admin"})))
+    err = await rpc_error(claims.SetRoles(auth_pb2.SetRolesRequest(user_id="x", roles=["user"])))
     assert err.code is ErrorCode.UNAUTHENTICATED
 
 

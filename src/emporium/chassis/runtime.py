@@ -27,6 +27,8 @@ import uvicorn
 
 from emporium.chassis.catalog import service
 from emporium.chassis.config import ConfigError, ServiceSettings, load_settings
+from emporium.chassis.rpc import service_auth
+from emporium.chassis.rpc.service_auth import ServiceProof, load_service_secret
 
 log = logging.getLogger("emporium.runtime")
 
@@ -119,6 +121,7 @@ def run_service(name: str) -> int:
     configure_tracing(info.name)
     module = importlib.import_module(f"{info.package}.app")
     try:
+        service_auth.install(ServiceProof(load_service_secret(settings.data_dir)))
         asyncio.run(serve(module.build, settings))
     except ConfigError as exc:
         print(f"emporium {info.name}: configuration error: {exc}", file=sys.stderr)

@@ -7,11 +7,14 @@ puts the resolved `Caller` in a context variable for the duration of one call, a
 interceptor forwards the current caller on outgoing calls, so a chain gateway -> order ->
 payment keeps acting for the same user.
 
-Trust rule (until issue #3): when a server has a `TokenVerifier`, a bearer token is verified
-and the identity it yields wins over the forwarded headers; without a verifier, or for calls
-without a token (service-to-service calls from consumers use `Caller.system(...)`), the
-forwarded headers are trusted, which is only safe inside the mesh. Issue #3 adds JWKS
-verification of the token at every backend.
+Trust rule. Every backend's server has a `TokenVerifier` (JWKS). On such a server:
+- a bearer token is verified and the identity it yields wins over the forwarded headers;
+- a call without a token that claims an identity must be a system caller
+  (`Caller.system(...)`: consumers, saga steps) carrying a valid service proof
+  (`service_auth`), else it is refused as UNAUTHENTICATED: identity headers alone prove
+  nothing, anyone reaching the port could write them;
+- a call claiming nothing is anonymous.
+A server without a verifier (in-process tests of one servicer) trusts the headers as sent.
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from emporium.chassis.errors import permission_denied, unauthenticated
+from emporium.chassis.rpc import service_auth
 
 USER_ID_KEY = "x-emporium-user-id"
 ROLES_KEY = "x-emporium-roles"
 AUTHORIZATION_KEY = "authorization"
 ADMIN_ROLE = "admin"
 SYSTEM_ROLE = "system"
+SYSTEM_PREFIX = "service:"
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,7 @@ class Caller:
     def system(cls, service: str) -> Caller:
         """A service acting on its own behalf (a consumer, a saga step): trusted like an
         admin for authorization, and distinguishable in audit logs (`service:<name>`)."""
-        return cls(f"service:{service}", frozenset({SYSTEM_ROLE}))
+        return cls(f"{SYSTEM_PREFIX}{service}", frozenset({SYSTEM_ROLE}))
 
     @property
     def is_authenticated(self) -> bool:
@@ -103,7 +108,15 @@ def caller_metadata(caller: Caller) -> list[tuple[str, str]]:
     pairs = [(USER_ID_KEY, caller.user_id), (ROLES_KEY, ",".join(sorted(caller.roles)))]
     if caller.token:
         pairs.append((AUTHORIZATION_KEY, f"Bearer {caller.token}"))
+    proof = service_auth.installed()
+    if caller.is_system and proof is not None and caller.user_id.startswith(SYSTEM_PREFIX):
+        pairs.append((service_auth.SERVICE_PROOF_KEY, proof.issue(system_service(caller))))
     return pairs
+
+
+def system_service(caller: Caller) -> str:
+    """`order` for `Caller.system("order")`."""
+    return caller.user_id.removeprefix(SYSTEM_PREFIX)
 
 
 def bearer_token(metadata: Iterable[tuple[str, str | bytes]]) -> str | None:
@@ -132,10 +145,27 @@ async def resolve_caller(
 ) -> Caller:
     """The caller of an incoming call under the trust rule in the module docstring."""
     pairs = list(metadata)
+    if verifier is None:
+        return caller_from_metadata(pairs)
     token = bearer_token(pairs)
-    if token is not None and verifier is not None:
+    if token is not None:
         return await verifier.verify(token)
-    return caller_from_metadata(pairs)
+    claimed = caller_from_metadata(pairs)
+    if not claimed.is_authenticated:
+        return claimed
+    return proven_system_caller(claimed, pairs)
+
+
+def proven_system_caller(claimed: Caller, metadata: Iterable[tuple[str, str | bytes]]) -> Caller:
+    """`claimed` if it is a system caller whose service proof checks out, else refuse."""
+    proofs = [v for k, v in metadata if k.lower() == service_auth.SERVICE_PROOF_KEY]
+    checker = service_auth.installed()
+    if not claimed.is_system or not proofs or not isinstance(proofs[0], str) or checker is None:
+        raise unauthenticated("an identity without a token needs a service proof")
+    service = checker.verify(proofs[0])
+    if claimed.user_id != f"{SYSTEM_PREFIX}{service}":
+        raise unauthenticated("the service proof names another service")
+    return Caller.system(service)
 
 
 def require_authenticated() -> Caller:
