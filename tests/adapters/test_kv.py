@@ -1,11 +1,12 @@
-"""Contract suite of the kv port: every assertion runs on the in-process store and on a real
-Redis (started by `.ci/backends.sh`)."""
+"""Contract suite of the kv port: every assertion runs on the in-process store (volatile, and
+durable with an append-only file) and on a real Redis (started by `.ci/backends.sh`)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -13,9 +14,13 @@ from emporium.chassis.kv import KeyValueStore, KVTypeError, open_kv
 from tests.backends import backend_url
 
 
-@pytest.fixture(params=["memory", "redis"], ids=["memory", "redis"])
-async def kv(request: pytest.FixtureRequest) -> AsyncIterator[KeyValueStore]:
-    url = "memory://" if request.param == "memory" else backend_url("redis")
+@pytest.fixture(params=["memory", "memory-aof", "redis"], ids=["memory", "memory-aof", "redis"])
+async def kv(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[KeyValueStore]:
+    url = {
+        "memory": lambda: "memory://",
+        "memory-aof": lambda: f"memory://{tmp_path}/kv/store.aof",
+        "redis": lambda: backend_url("redis"),
+    }[request.param]()
     # A fresh namespace per test: the Redis server is shared and reused between runs.
     store = open_kv(url, namespace=f"test-{uuid.uuid4().hex[:12]}")
     await store.ping()

@@ -44,13 +44,12 @@ def ports() -> list[int]:
 
 
 def port_is_free(port: int) -> bool:
+    """Nothing listens on the port. (Not a bind test: the service ports lie in Linux's
+    ephemeral range, so a client socket of some other program lingering in TIME_WAIT on one
+    of them would make a bind fail although no server holds it.)"""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 def wait_healthy(timeout: float = START_TIMEOUT_SECONDS) -> httpx.Response:

@@ -11,7 +11,8 @@ def test_embedded_defaults_live_under_the_data_dir(tmp_path):
     s = load_settings("order", {"EMPORIUM_DATA_DIR": str(tmp_path)})
     assert s.database_url == f"sqlite+aiosqlite:///{tmp_path}/order.sqlite3"
     assert url_path(s.bus_url) == tmp_path / "bus.sqlite3"
-    assert s.kv_url == "memory://"
+    assert s.kv_url == f"memory://{tmp_path}/order-kv.aof"
+    assert url_path(s.kv_url) == tmp_path / "order-kv.aof"
     assert (s.grpc_port, s.http_port) == (50052, 9052)
 
 

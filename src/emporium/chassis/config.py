@@ -59,7 +59,7 @@ class ServiceSettings(BaseSettings):
         d = self.data_dir.resolve()
         return {
             "database_url": f"sqlite+aiosqlite:///{d}/{self.name}.sqlite3",
-            "kv_url": "memory://",
+            "kv_url": f"memory://{d}/{self.name}-kv.aof",
             "bus_url": f"embedded://{d}/bus.sqlite3",
             "documents_url": f"sqlite://{d}/{self.name}-documents.sqlite3",
             "search_url": f"tantivy://{d}/{self.name}-index",

@@ -1,9 +1,10 @@
-"""Pick the kv store a URL names: `memory://` (embedded) or `redis://` / `rediss://`."""
+"""Pick the kv store a URL names: `memory://` (in-process, volatile), `memory:///path.aof`
+(in-process with an append-only file: the embedded default) or `redis://` / `rediss://`."""
 
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from emporium.chassis.kv.base import KeyValueStore
 
@@ -14,15 +15,20 @@ def open_kv(url: str, namespace: str) -> KeyValueStore:
     """A kv store for `url` whose keys live under `namespace` (usually the service name);
     nothing is connected until first use.
 
-    `memory://` (in-process, per store object), `redis://host:port/db`, `rediss://...`.
+    `memory://` (in-process, per store object, lost when the process stops),
+    `memory:///abs/dir/store.aof` (the same, replayed from and appended to that file; a path
+    written with a host part, `memory://dir/store.aof`, is relative to the working
+    directory, as for the other file URLs), `redis://host:port/db`, `rediss://...`.
     """
     if not _NAMESPACE.match(namespace):
         raise ValueError(f"invalid kv namespace {namespace!r}: letters, digits and _.- only")
-    scheme = urlsplit(url).scheme
-    if scheme == "memory":
+    parts = urlsplit(url)
+    if parts.scheme == "memory":
         from emporium.chassis.kv.memory import MemoryKeyValueStore
 
-        return MemoryKeyValueStore(namespace)
+        path = unquote(parts.netloc + parts.path)
+        return MemoryKeyValueStore(namespace, path=path or None)
+    scheme = parts.scheme
     if scheme in ("redis", "rediss"):
         from emporium.chassis.kv.redis import RedisKeyValueStore
 
