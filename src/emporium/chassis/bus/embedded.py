@@ -21,6 +21,11 @@ Model (Kafka's, simplified):
   `fetch` (between batches, like Kafka's rebalance inside poll), so a normal rebalance never
   fails a commit. `stop` deletes the member's rows: the others take over at once. A crashed
   member's rows expire after `lease_seconds`, and then the others take over.
+- Retention (Kafka's `retention.ms`, default 7 days): messages older than `retention_seconds`
+  are deleted, checked when the bus starts and then at most every `TRIM_EVERY_SECONDS` on
+  publish. The newest message of each partition is always kept, because it carries the
+  partition's end offset (offsets are never reused). A group whose committed offset points
+  into the deleted range resumes at the oldest message kept (Kafka's `earliest` reset).
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ DEFAULT_PARTITIONS = 3
 POLL_INTERVAL_SECONDS = 0.025
 BUSY_TIMEOUT_MS = 30_000
 DEFAULT_LEASE_SECONDS = 10.0
+DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600.0
+TRIM_EVERY_SECONDS = 3600.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS bus_topics (
@@ -251,11 +258,33 @@ def _append(conn: sqlite3.Connection, messages: Sequence[Message], default_parti
     )
 
 
+def _trim(conn: sqlite3.Connection, older_than_ms: int) -> int:
+    """Delete the messages older than `older_than_ms`, except each partition's newest;
+    returns how many went. One partition at a time, by primary-key range."""
+    deleted = 0
+    partitions = conn.execute(
+        'SELECT topic, partition, MAX("offset") FROM bus_messages GROUP BY topic, partition'
+    ).fetchall()
+    for topic, partition, newest in partitions:
+        row = conn.execute(
+            'SELECT MIN("offset") FROM bus_messages WHERE topic = ? AND partition = ? '
+            "AND timestamp_ms >= ?",
+            (topic, partition, older_than_ms),
+        ).fetchone()
+        keep_from = min(int(newest), int(row[0]) if row[0] is not None else int(newest))
+        deleted += conn.execute(
+            'DELETE FROM bus_messages WHERE topic = ? AND partition = ? AND "offset" < ?',
+            (topic, partition, keep_from),
+        ).rowcount
+    return deleted
+
+
 class EmbeddedBus(EventBus):
     """The bus over the SQLite log at `path` (several processes may open the same file).
 
     `partitions` applies to the topics this bus creates; `lease_seconds` is how long a
-    crashed consumer's partitions stay blocked before another member takes them."""
+    crashed consumer's partitions stay blocked before another member takes them;
+    `retention_seconds` is how long a message is kept (see the module doc)."""
 
     def __init__(
         self,
@@ -263,21 +292,38 @@ class EmbeddedBus(EventBus):
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         *,
         partitions: int = DEFAULT_PARTITIONS,
+        retention_seconds: float = DEFAULT_RETENTION_SECONDS,
     ) -> None:
         if partitions < 1:
             raise ValueError("an embedded bus topic needs at least one partition")
+        if retention_seconds <= 0:
+            raise ValueError("an embedded bus needs a positive retention")
         self.path = Path(path)
         self.lease_seconds = lease_seconds
         self.partitions = partitions
+        self.retention_seconds = retention_seconds
         self._conn = _Connection(self.path)
         self._consumers: weakref.WeakSet[EmbeddedConsumer] = weakref.WeakSet()
+        self._next_trim = 0.0
 
     async def start(self) -> None:
         await self._conn.open()
+        await self.trim()
 
     async def publish(self, messages: Sequence[Message]) -> None:
         if messages:
             await self._conn.run_write(lambda c: _append(c, messages, self.partitions))
+            if time.monotonic() >= self._next_trim:
+                await self.trim()
+
+    async def trim(self) -> int:
+        """Apply the retention now; returns how many messages were deleted."""
+        self._next_trim = time.monotonic() + TRIM_EVERY_SECONDS
+        cutoff = _now_ms() - int(self.retention_seconds * 1000)
+        deleted = await self._conn.run_write(lambda c: _trim(c, cutoff))
+        if deleted:
+            log.info("event log retention", extra={"deleted": deleted, "path": str(self.path)})
+        return deleted
 
     def consumer(self, group: str, topics: Sequence[str]) -> Consumer:
         consumer = EmbeddedConsumer(self.path, group, topics, self.lease_seconds, self.partitions)

@@ -2,8 +2,10 @@
 
 `embedded:///abs/path/bus.sqlite3` or `embedded://rel/path/bus.sqlite3` -> the SQLite log;
 `kafka://host:port[,host2:port]` -> Kafka. Optional query on either:
-`?partitions=6` for the topics the bus creates (default 3), and on Kafka
-`&replication_factor=3`. The bus is returned not yet started: call `start()`.
+`?partitions=6` for the topics the bus creates (default 3); on the embedded log
+`&retention_hours=168` (how long messages are kept, default 7 days, like Kafka's); on Kafka
+`&replication_factor=3` (retention is the broker's topic configuration there). The bus is
+returned not yet started: call `start()`.
 """
 
 from __future__ import annotations
@@ -19,11 +21,17 @@ def open_bus(url: str, client_id: str) -> EventBus:
     parts = urlsplit(url)
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     if parts.scheme == "embedded":
-        from emporium.chassis.bus.embedded import DEFAULT_PARTITIONS, EmbeddedBus
+        from emporium.chassis.bus.embedded import (
+            DEFAULT_PARTITIONS,
+            DEFAULT_RETENTION_SECONDS,
+            EmbeddedBus,
+        )
 
+        hours = float(query.get("retention_hours", DEFAULT_RETENTION_SECONDS / 3600))
         return EmbeddedBus(
             url_path(url.split("?", 1)[0]),
             partitions=int(query.get("partitions", DEFAULT_PARTITIONS)),
+            retention_seconds=hours * 3600,
         )
     if parts.scheme == "kafka":
         from emporium.chassis.bus.kafka import DEFAULT_PARTITIONS as KAFKA_PARTITIONS
