@@ -273,6 +273,35 @@ async def test_migration_helpers_build_tables_the_relay_uses(
     assert len(await read_topic(bus, topic, 1)) == 1
 
 
+async def test_an_idle_relay_is_woken_by_a_commit_not_by_its_poll(
+    database: Database, bus: EventBus
+) -> None:
+    """The relay polls once a minute here, yet an event committed while it sleeps is
+    published at once: the commit itself wakes it."""
+    from emporium.chassis.runtime import StopSignal
+
+    topic, service = unique("order.created"), unique("svc")
+    stop = StopSignal()
+    relay = OutboxRelay(database, bus, service, poll_interval=60)
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        for _ in range(500):  # until the relay holds the lease and went to sleep
+            if relay.leader:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        await place(database, topic, "o-1", 1)
+        for _ in range(1000):  # bounded wait (10 s), far below the 60 s poll
+            if await unpublished(database) == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert await unpublished(database) == 0
+        assert len(await read_topic(bus, topic, 1)) == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+
+
 async def test_run_relays_until_stopped_then_frees_the_lease(
     database: Database, bus: EventBus
 ) -> None:

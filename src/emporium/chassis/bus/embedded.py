@@ -59,7 +59,12 @@ TopicPartition = tuple[str, int]
 log = logging.getLogger(__name__)
 
 DEFAULT_PARTITIONS = 3
-POLL_INTERVAL_SECONDS = 0.025
+POLL_INTERVAL_SECONDS = 0.025  # between checks of a file another process is creating
+# A consumer checks the log again after MIN_POLL_SECONDS, doubling the pause while it finds
+# nothing, up to IDLE_POLL_SECONDS: a busy consumer reacts in milliseconds, and an idle
+# platform does not spend a tenth of a core asking a dozen logs "anything new?".
+MIN_POLL_SECONDS = 0.01
+IDLE_POLL_SECONDS = 0.1
 BUSY_TIMEOUT_MS = 30_000
 DEFAULT_LEASE_SECONDS = 10.0
 DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600.0
@@ -360,6 +365,7 @@ class EmbeddedConsumer(Consumer):
         self._members_seen: tuple[str, ...] = ()
         self._synced_ms = 0
         self._rotation = 0
+        self._pause = MIN_POLL_SECONDS
         self._heartbeat: asyncio.Task[None] | None = None
 
     def assignment(self) -> set[TopicPartition]:
@@ -375,9 +381,13 @@ class EmbeddedConsumer(Consumer):
         deadline = time.monotonic() + max(timeout, 0.0)
         while True:
             deliveries = await self._conn.run(lambda c: self._fetch_once(c, max_records))
-            if deliveries or time.monotonic() >= deadline:
+            if deliveries:
+                self._pause = MIN_POLL_SECONDS
                 return deliveries
-            await asyncio.sleep(min(POLL_INTERVAL_SECONDS, max(deadline - time.monotonic(), 0)))
+            if time.monotonic() >= deadline:
+                return deliveries
+            await asyncio.sleep(min(self._pause, max(deadline - time.monotonic(), 0)))
+            self._pause = min(self._pause * 2, IDLE_POLL_SECONDS)
 
     async def commit(self, delivery: Delivery) -> None:
         tp = (delivery.topic, delivery.partition)

@@ -3,17 +3,24 @@
 The row commits or rolls back with the state change it describes, so an event is published
 if and only if its change happened (the relay publishes it later). Nothing here talks to the
 bus: a handler never waits on the broker, and a broker outage never fails a use case.
+
+When a transaction that staged an event commits, the relays of this process are told at once
+(`on_outbox_commit`), so an event leaves within milliseconds instead of waiting for the next
+poll, and an idle relay can poll rarely (the poll is only for rows other processes wrote).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Table
+from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from emporium.chassis.db import UnitOfWork
 from emporium.chassis.events._trace import current_trace_headers
@@ -21,6 +28,26 @@ from emporium.chassis.events.envelope import JSON, Event, encode_data
 from emporium.chassis.events.tables import OUTBOX_TABLE
 
 SOURCE_PREFIX = "/emporium/"
+
+_commit_listeners: set[Callable[[], None]] = set()
+
+
+def on_outbox_commit(listener: Callable[[], None]) -> Callable[[], None]:
+    """Call `listener` after every commit that wrote an outbox row in this process; returns
+    the function that unregisters it. The listener must be quick and must not raise."""
+    _commit_listeners.add(listener)
+    return lambda: _commit_listeners.discard(listener)
+
+
+def _committed(_session: Session) -> None:
+    for listener in list(_commit_listeners):
+        listener()
+
+
+def _notify_after_commit(session: AsyncSession) -> None:
+    sync_session = session.sync_session
+    if not sa_event.contains(sync_session, "after_commit", _committed):
+        sa_event.listen(sync_session, "after_commit", _committed)
 
 
 class EventPayload(Protocol):
@@ -99,6 +126,7 @@ async def add_event(
             )
     db = session.session if isinstance(session, UnitOfWork) else session
     await db.execute(table.insert().values(**outbox_row(topic, event, aggregatetype)))
+    _notify_after_commit(db)
     return event
 
 

@@ -10,6 +10,10 @@ Order of operations, and why:
 3. Publish and wait for the broker's acknowledgement.
 4. Mark the rows `published_at`.
 
+Between rounds an idle relay sleeps `poll_interval` (1 s), but a commit in this process that
+wrote an outbox row wakes it at once (`outbox.on_outbox_commit`); the poll only matters for
+rows another process wrote (another replica, a crashed predecessor).
+
 A crash or error between 3 and 4 leaves the rows unpublished: they are published again next
 round (at-least-once; consumers' inboxes make the second delivery a no-op). A bus failure
 leaves the rows in place and the loop backs off; the whole batch is retried in order.
@@ -17,6 +21,7 @@ leaves the rows in place and the loop backs off; the whole batch is retried in o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -30,7 +35,7 @@ from emporium.chassis.bus.base import EventBus, Message
 from emporium.chassis.db import Database, is_postgres
 from emporium.chassis.events.envelope import event_headers
 from emporium.chassis.events.lease import AdvisoryLockLease, Lease, TableLease, new_holder_id
-from emporium.chassis.events.outbox import event_from_row, now_utc
+from emporium.chassis.events.outbox import event_from_row, now_utc, on_outbox_commit
 from emporium.chassis.events.tables import LEASE_TABLE, OUTBOX_TABLE
 from emporium.chassis.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 from emporium.chassis.runtime import StopSignal
@@ -39,6 +44,7 @@ log = logging.getLogger(__name__)
 
 BACKLOG_REFRESH_SECONDS = 1.0
 STANDBY_POLL_SECONDS = 1.0  # a relay without the lease checks it this often
+FIRST_ERROR_BACKOFF_SECONDS = 0.2
 MAX_ERROR_BACKOFF_SECONDS = 10.0
 
 
@@ -63,6 +69,20 @@ def to_message(row: Any) -> Message:
     )
 
 
+async def _wait_for_either(wake: asyncio.Event, stop: StopSignal, timeout: float) -> None:
+    """Until `wake` is set, `stop` is set, or `timeout` passed."""
+    waiters = {
+        asyncio.ensure_future(wake.wait()),
+        asyncio.ensure_future(stop.wait(timeout)),
+    }
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
 class OutboxRelay:
     """Moves one service's outbox to the bus; `run` is the runtime's background task."""
 
@@ -74,7 +94,7 @@ class OutboxRelay:
         *,
         lease: Lease | None = None,
         batch_size: int = 200,
-        poll_interval: float = 0.1,
+        poll_interval: float = 1.0,
         table: Table = OUTBOX_TABLE,
     ) -> None:
         self.database = database
@@ -91,14 +111,24 @@ class OutboxRelay:
     async def run(self, stop: StopSignal) -> None:
         """Relay until `stop`; errors (bus down, database busy) back off and retry."""
         failures = 0
+        wake = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def woken() -> None:
+            loop.call_soon_threadsafe(wake.set)
+
+        unsubscribe = on_outbox_commit(woken)
         try:
             while not stop.is_set():
+                wake.clear()  # a commit from here on wakes the next wait
                 try:
                     published = await self.relay_once()
                     failures = 0
                 except Exception:
                     failures += 1
-                    delay = min(self.poll_interval * 2**failures, MAX_ERROR_BACKOFF_SECONDS)
+                    delay = min(
+                        FIRST_ERROR_BACKOFF_SECONDS * 2 ** (failures - 1), MAX_ERROR_BACKOFF_SECONDS
+                    )
                     log.warning(
                         "outbox relay round failed; retrying",
                         exc_info=True,
@@ -108,9 +138,10 @@ class OutboxRelay:
                     continue
                 if not self.leader:
                     await stop.wait(max(self.poll_interval, STANDBY_POLL_SECONDS))
-                elif published < self.batch_size:  # caught up: poll; otherwise go on at once
-                    await stop.wait(self.poll_interval)
+                elif published < self.batch_size:  # caught up: wait; otherwise go on at once
+                    await _wait_for_either(wake, stop, self.poll_interval)
         finally:
+            unsubscribe()
             try:
                 await self.lease.release()
             except Exception:  # the database is gone: the lease lapses on its own
