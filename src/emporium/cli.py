@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="emporium", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     up_p = sub.add_parser("up", help="migrate, then run all twelve services until Ctrl-C")
-    up_p.add_argument("--data-dir", type=Path, default=Path("var"))
+    up_p.add_argument(
+        "--data-dir", type=Path, default=None, help="default: $EMPORIUM_DATA_DIR, else var"
+    )
     up_p.add_argument("--only", nargs="*", help="run only these services")
     up_p.add_argument(
         "--no-demo", action="store_true", help="do not load the demo catalog on first start"
@@ -67,8 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         return migrate(args.services)
     from emporium.supervisor import up
 
-    os.environ.setdefault("EMPORIUM_DATA_DIR", str(args.data_dir))
+    # One data directory for the supervisor and every service it starts: the flag wins,
+    # then the environment, then `var`.
+    data_dir = args.data_dir or Path(os.environ.get("EMPORIUM_DATA_DIR") or "var")
+    os.environ["EMPORIUM_DATA_DIR"] = str(data_dir)
     code = migrate([])
     if code:
         return code
-    return up(args.data_dir, args.only, demo=not args.no_demo)
+    return up(data_dir, args.only, demo=not args.no_demo)
