@@ -8,12 +8,13 @@ through their service's repository (`store.py`) and never call `commit()` themse
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
@@ -26,6 +27,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from emporium.chassis.errors import DomainError, ErrorCode
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -159,3 +162,17 @@ def database_errors_as_unavailable() -> Iterator[None]:
         raise DomainError(
             "the database is unavailable", ErrorCode.UNAVAILABLE, "database_unavailable"
         ) from exc
+
+
+def answers_unavailable_when_the_database_is_down(
+    method: Callable[[Any, Any, Any], Awaitable[T]],
+) -> Callable[[Any, Any, Any], Awaitable[T]]:
+    """For a servicer's RPC methods: a database that cannot answer is UNAVAILABLE (retry),
+    not INTERNAL (see `database_errors_as_unavailable`)."""
+
+    @functools.wraps(method)
+    async def rpc(self: Any, request: Any, context: Any) -> T:
+        with database_errors_as_unavailable():
+            return await method(self, request, context)
+
+    return rpc

@@ -57,7 +57,33 @@ def _system_caller() -> Caller:
     return Caller.anonymous()
 
 
-class JwksTokenVerifier:
+class _AuthClient:
+    """One lazily opened channel to auth-service, shared by a verifier's calls."""
+
+    def __init__(self, auth_target: str, service: str, timeout: float) -> None:
+        self.auth_target = auth_target
+        self.service = service
+        self.timeout = timeout
+        self._channel: Any = None
+
+    def _stub(self) -> Any:
+        if self._channel is None:
+            self._channel = create_channel(
+                self.auth_target,
+                service=self.service,
+                default_timeout=self.timeout,
+                idempotent=AUTH_IDEMPOTENT,
+                caller=_system_caller(),
+            )
+        return auth_pb2_grpc.AuthServiceStub(self._channel)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+
+class JwksTokenVerifier(_AuthClient):
     """Local verification of access tokens against auth-service's JWKS (see module doc)."""
 
     def __init__(
@@ -69,12 +95,9 @@ class JwksTokenVerifier:
         refetch_interval: float = REFETCH_INTERVAL_SECONDS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.auth_target = auth_target
-        self.service = service
-        self.timeout = timeout
+        super().__init__(auth_target, service, timeout)
         self.refetch_interval = refetch_interval
         self.clock = clock
-        self._channel: Any = None
         self._verifier: AccessTokenVerifier | None = None
         self._fetched_at: float | None = None
         self._lock = asyncio.Lock()
@@ -113,22 +136,6 @@ class JwksTokenVerifier:
             self._fetched_at = time.monotonic()
             return self._verifier
 
-    def _stub(self) -> Any:
-        if self._channel is None:
-            self._channel = create_channel(
-                self.auth_target,
-                service=self.service,
-                default_timeout=self.timeout,
-                idempotent=AUTH_IDEMPOTENT,
-                caller=_system_caller(),
-            )
-        return auth_pb2_grpc.AuthServiceStub(self._channel)
-
-    async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
-
 
 @dataclass(frozen=True)
 class ValidatedToken:
@@ -141,16 +148,13 @@ class ValidatedToken:
     expires_at: datetime | None
 
 
-class ValidatingTokenVerifier:
+class ValidatingTokenVerifier(_AuthClient):
     """Revocation-aware verification: every token is checked by auth's `ValidateToken`."""
 
     def __init__(
         self, auth_target: str, *, service: str = "", timeout: float = VALIDATE_TIMEOUT_SECONDS
     ) -> None:
-        self.auth_target = auth_target
-        self.service = service
-        self.timeout = timeout
-        self._channel: Any = None
+        super().__init__(auth_target, service, timeout)
 
     async def verify(self, token: str) -> Caller:
         validated = await self.validate(token)
@@ -179,22 +183,6 @@ class ValidatingTokenVerifier:
             email=response.email,
             expires_at=expires_at,
         )
-
-    def _stub(self) -> Any:
-        if self._channel is None:
-            self._channel = create_channel(
-                self.auth_target,
-                service=self.service,
-                default_timeout=self.timeout,
-                idempotent=AUTH_IDEMPOTENT,
-                caller=_system_caller(),
-            )
-        return auth_pb2_grpc.AuthServiceStub(self._channel)
-
-    async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
 
 
 def _unavailable(exc: Any) -> DomainError:

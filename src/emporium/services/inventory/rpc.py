@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from emporium.chassis.db import database_errors_as_unavailable
+from emporium.chassis.db import answers_unavailable_when_the_database_is_down
 from emporium.contracts.rpc.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from emporium.services.inventory.domain import Reservation, ReservationStatus
 from emporium.services.inventory.handlers import Inventory
 from emporium.services.inventory.store import StoredStock
 
 SERVICE_NAME: str = inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name
-T = TypeVar("T")
 
 _STATUS = {
     ReservationStatus.HELD: inventory_pb2.RESERVATION_STATUS_HELD,
@@ -24,19 +21,6 @@ _STATUS = {
     ReservationStatus.RELEASED: inventory_pb2.RESERVATION_STATUS_RELEASED,
     ReservationStatus.EXPIRED: inventory_pb2.RESERVATION_STATUS_EXPIRED,
 }
-
-
-def answers_unavailable_when_the_database_is_down(
-    method: Callable[[Any, Any, Any], Awaitable[T]],
-) -> Callable[[Any, Any, Any], Awaitable[T]]:
-    """Every RPC: a database that cannot answer is UNAVAILABLE (retry), not INTERNAL."""
-
-    @functools.wraps(method)
-    async def rpc(self: Any, request: Any, context: Any) -> T:
-        with database_errors_as_unavailable():
-            return await method(self, request, context)
-
-    return rpc
 
 
 def _timestamp(value: datetime) -> Timestamp:

@@ -7,34 +7,19 @@ Proto3 scalars have no "absent": for CreateProduct every field is passed to the 
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from emporium.chassis.db import database_errors_as_unavailable
+from emporium.chassis.db import answers_unavailable_when_the_database_is_down
 from emporium.contracts.rpc.product.v1 import product_pb2, product_pb2_grpc
 from emporium.services.product.domain import AttributeValue, Product
 from emporium.services.product.handlers import Catalog
 
 SERVICE_NAME: str = product_pb2.DESCRIPTOR.services_by_name["ProductService"].full_name
-T = TypeVar("T")
 SCALAR_FIELDS = ("sku", "name", "description", "category", "price_minor", "currency")
-
-
-def answers_unavailable_when_the_database_is_down(
-    method: Callable[[Any, Any, Any], Awaitable[T]],
-) -> Callable[[Any, Any, Any], Awaitable[T]]:
-    """Every RPC: a database that cannot answer is UNAVAILABLE (retry), not INTERNAL."""
-
-    @functools.wraps(method)
-    async def rpc(self: Any, request: Any, context: Any) -> T:
-        with database_errors_as_unavailable():
-            return await method(self, request, context)
-
-    return rpc
 
 
 def _timestamp(value: datetime) -> Timestamp:
