@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import importlib
 import logging
-import random
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -25,12 +24,14 @@ from typing import Any
 import grpc
 import uvicorn
 
+from emporium.chassis.backoff import Backoff
 from emporium.chassis.catalog import service
 from emporium.chassis.config import ConfigError, ServiceSettings, load_settings
 from emporium.chassis.rpc import service_auth
 from emporium.chassis.rpc.service_auth import ServiceProof, load_service_secret
 
 log = logging.getLogger("emporium.runtime")
+_TASK_RESTART = Backoff(initial=0.5, maximum=15.0, jitter=0.5)
 
 # A background task runs until `stop` is set, then returns (relays, consumers, sweepers).
 BackgroundTask = Callable[["StopSignal"], Awaitable[None]]
@@ -256,7 +257,7 @@ async def _maybe_await(value: Any) -> None:
 async def _supervised(task: BackgroundTask, stop: StopSignal) -> None:
     """Run a background loop; if it crashes, log and restart it with jittered backoff, so a
     broker hiccup does not silently end a relay or a consumer for the life of the process."""
-    delay = 0.5
+    crashes = 0
     while not stop.is_set():
         try:
             await task(stop)
@@ -264,10 +265,11 @@ async def _supervised(task: BackgroundTask, stop: StopSignal) -> None:
         except asyncio.CancelledError:
             raise
         except Exception:
+            crashes += 1
+            delay = _TASK_RESTART.delay(crashes)
             log.exception("background task crashed; restarting", extra={"retry_in_s": delay})
-            if await stop.wait(delay * (0.5 + random.random())):
+            if await stop.wait(delay):
                 return
-            delay = min(delay * 2, 15.0)
 
 
 async def run_checks(app: ServiceApp) -> tuple[bool, dict[str, str]]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
@@ -23,6 +22,7 @@ import grpc
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from emporium.chassis.backoff import Backoff
 from emporium.chassis.errors import DomainError, ErrorCode, FieldError, code_from_grpc
 from emporium.chassis.logging import request_id_var
 from emporium.chassis.metrics import RPC_CLIENT_REQUESTS
@@ -74,7 +74,7 @@ class RetryPolicy:
         )
 
     def backoff(self, attempt: int) -> float:
-        return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+        return Backoff(self.base_delay, 2.0, self.max_delay, jitter=1.0).delay(attempt)
 
 
 class ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]

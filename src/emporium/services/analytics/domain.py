@@ -45,6 +45,13 @@ LOW_STOCK_DEFAULT_LIMIT: Final = 100
 LOW_STOCK_MAX_LIMIT: Final = 1000
 TOP_PRODUCTS_DEFAULT_LIMIT: Final = 10
 CAPTURED: Final = PaymentStatus.CAPTURED.value
+REFUNDED: Final = PaymentStatus.REFUNDED.value
+VOIDED: Final = PaymentStatus.VOIDED.value
+# A payment fact's effect on revenue: + a capture, - a capture given back, 0 a decline.
+_SIGNED_AMOUNT: Final = (
+    "multiIf(status = {captured:String}, amount_minor, "
+    "status IN ({refunded:String}, {voided:String}), -amount_minor, 0)"
+)
 
 Statement = tuple[str, dict[str, Any]]
 
@@ -156,7 +163,7 @@ class Schema:
     def order_completed(
         self, event_id: str, occurred_at: datetime, event: OrderCompletedV1
     ) -> list[FactBatch]:
-        """One payment fact (captured or declined: declines are facts too)."""
+        """One payment fact (captured, declined, refunded or voided: each is a fact)."""
         row = (
             event_id,
             _utc(occurred_at),
@@ -177,18 +184,24 @@ class Schema:
     # -- reports -----------------------------------------------------------------------------
 
     def sales_totals(self, report: ReportParams) -> Statement:
-        """One row: `orders` placed, `paid_orders` and `revenue_minor` captured in range."""
+        """One row: `orders` placed, `paid_orders` (captured and not given back) and
+        `revenue_minor` (captured minus refunded/reversed) in range."""
         in_range = _IN_RANGE
         sql = f"""SELECT
             (SELECT count() FROM {self.orders} FINAL
               WHERE {in_range} AND currency = {{currency:String}}) AS orders,
             (SELECT uniqExact(order_id) FROM {self.payments} FINAL
               WHERE {in_range} AND currency = {{currency:String}}
-                AND status = {{captured:String}}) AS paid_orders,
-            (SELECT sum(amount_minor) FROM {self.payments} FINAL
-              WHERE {in_range} AND currency = {{currency:String}}
-                AND status = {{captured:String}}) AS revenue_minor"""
+                AND status = {{captured:String}}
+                AND order_id NOT IN ({self._given_back()})) AS paid_orders,
+            (SELECT sum({_SIGNED_AMOUNT}) FROM {self.payments} FINAL
+              WHERE {in_range} AND currency = {{currency:String}}) AS revenue_minor"""
         return sql, report.bind()
+
+    def _given_back(self) -> str:
+        """Orders whose capture was refunded or reversed (at any time)."""
+        return f"""SELECT order_id FROM {self.payments} FINAL
+                   WHERE status IN ({{refunded:String}}, {{voided:String}})"""
 
     def sales_series(self, report: ReportParams) -> Statement:
         """Per bucket (start of hour/day, UTC): orders placed and revenue captured in it.
@@ -203,10 +216,9 @@ class Schema:
               GROUP BY bucket
               UNION ALL
               SELECT {bucket} AS bucket, toUInt64(0) AS orders,
-                     sum(amount_minor) AS revenue_minor
+                     sum({_SIGNED_AMOUNT}) AS revenue_minor
               FROM {self.payments} FINAL
               WHERE {in_range} AND currency = {{currency:String}}
-                AND status = {{captured:String}}
               GROUP BY bucket
             )
             GROUP BY bucket ORDER BY bucket"""
@@ -220,6 +232,7 @@ class Schema:
               AND currency = {{currency:String}}
               AND order_id IN (SELECT order_id FROM {self.payments} FINAL
                                WHERE status = {{captured:String}})
+              AND order_id NOT IN ({self._given_back()})
             GROUP BY product_id
             ORDER BY units DESC, revenue_minor DESC, product_id
             LIMIT {{limit:UInt32}}"""
@@ -259,6 +272,8 @@ class ReportParams:
             "until": self.until,
             "currency": self.currency,
             "captured": CAPTURED,
+            "refunded": REFUNDED,
+            "voided": VOIDED,
             "limit": self.limit,
         }
 

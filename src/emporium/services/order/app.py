@@ -13,7 +13,7 @@ from emporium.contracts.rpc.order.v1 import order_pb2_grpc
 from emporium.services.order import store
 from emporium.services.order.clients import RemoteServices, Targets
 from emporium.services.order.consumers import payment_completed_consumer
-from emporium.services.order.handlers import CheckoutRunner, Orders
+from emporium.services.order.handlers import CheckoutRunner, Orders, Sagas
 from emporium.services.order.rpc import SERVICE_NAME, OrderServicer
 
 
@@ -39,7 +39,7 @@ async def build(settings: ServiceSettings) -> ServiceApp:
     app.grpc_services.append(
         GrpcRegistration(
             add_to_server=order_pb2_grpc.add_OrderServiceServicer_to_server,
-            servicer=OrderServicer(orders),
+            servicer=OrderServicer(orders, Sagas(db, runner)),
             service_name=SERVICE_NAME,
         )
     )
