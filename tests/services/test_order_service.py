@@ -52,7 +52,7 @@ from emporium.services.order.domain import (
 )
 from emporium.services.order.handlers import CheckoutRunner, Orders, Sagas
 from emporium.services.order.rpc import OrderServicer
-from emporium.services.order.saga import CheckoutSaga, SagaState, StepSucceeded
+from emporium.services.order.saga import CheckoutSaga, RetryPolicy, SagaState, StepSucceeded
 from emporium.services.payment import store as payment_store
 from emporium.services.payment.handlers import Payments
 from emporium.services.payment.provider import HttpPaymentProvider
@@ -252,7 +252,8 @@ async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     )
     targets = Targets(stubs_target, stubs_target, payment_target)
     remote = RemoteServices(targets, charge_timeout=2.0)
-    runner = CheckoutRunner(db, remote, stale_after=3600, patient_backoff=QUICK)
+    policy = RetryPolicy(compensation_attempts=10)
+    runner = CheckoutRunner(db, remote, stale_after=3600, patient_backoff=QUICK, policy=policy)
     orders = Orders(db, remote, runner, wait_budget=10)
     servicer = OrderServicer(orders, Sagas(db, runner))
     order_server, order_target = await _serve(

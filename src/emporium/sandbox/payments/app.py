@@ -57,6 +57,7 @@ class ChargeBody(BaseModel):
     amount_minor: int = Field(gt=0)
     currency: str = Field(min_length=3, max_length=3)
     token: str = Field(min_length=1, max_length=255)
+    reference: str = Field(default="", max_length=128)
 
 
 class FaultBody(BaseModel):
@@ -108,7 +109,12 @@ def create_app(ledger: Ledger) -> FastAPI:
     ) -> dict[str, Any]:
         mode = await faulted(Operation.CHARGE)
         entry, created = await run(
-            ledger.charge, idempotency_key, body.amount_minor, body.currency, body.token
+            ledger.charge,
+            idempotency_key,
+            body.amount_minor,
+            body.currency,
+            body.token,
+            body.reference,
         )
         if created and entry.status is Status.PROCESSING and entry.complete_at is not None:
             await asyncio.sleep(max(0.0, entry.complete_at - ledger.clock()))

@@ -93,6 +93,7 @@ class Entry:
     """One payment as the provider's books have it."""
 
     id: str
+    reference: str  # the merchant's own reference (payment-service sends the order id)
     status: Status
     amount_minor: int
     currency: str
@@ -120,7 +121,8 @@ class Entry:
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS payments (
-    id TEXT PRIMARY KEY, status TEXT NOT NULL, amount_minor INTEGER NOT NULL,
+    id TEXT PRIMARY KEY, reference TEXT NOT NULL DEFAULT '', status TEXT NOT NULL,
+    amount_minor INTEGER NOT NULL,
     currency TEXT NOT NULL, token TEXT NOT NULL, reason TEXT,
     captures INTEGER NOT NULL DEFAULT 0, captured_minor INTEGER NOT NULL DEFAULT 0,
     refunded_minor INTEGER NOT NULL DEFAULT 0, reversed_minor INTEGER NOT NULL DEFAULT 0,
@@ -130,14 +132,14 @@ CREATE TABLE IF NOT EXISTS faults (
     operation TEXT PRIMARY KEY, mode TEXT NOT NULL, remaining INTEGER NOT NULL);
 """
 _COLUMNS = (
-    "id, status, amount_minor, currency, token, reason, captures, captured_minor, "
+    "id, reference, status, amount_minor, currency, token, reason, captures, captured_minor, "
     "refunded_minor, reversed_minor, complete_at, created_at, updated_at"
 )
 
 
 def _entry(row: tuple[Any, ...]) -> Entry:
     values = list(row)
-    values[1] = Status(values[1])
+    values[2] = Status(values[2])
     return Entry(*values)
 
 
@@ -218,7 +220,9 @@ class Ledger:
 
     # -- the provider's operations -----------------------------------------------------------
 
-    def charge(self, key: str, amount_minor: int, currency: str, token: str) -> tuple[Entry, bool]:
+    def charge(
+        self, key: str, amount_minor: int, currency: str, token: str, reference: str = ""
+    ) -> tuple[Entry, bool]:
         """Authorise and capture once per key (see the module docstring for each token).
         Also says whether this call created the payment (only that call hangs)."""
         known = TOKENS.get(token)
@@ -246,9 +250,9 @@ class Ledger:
                 status, complete_at = Status.PROCESSING, now + self.hang_seconds
             captured = amount_minor if status is Status.CAPTURED else 0
             db.execute(
-                f"INSERT INTO payments ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (key, status.value, amount_minor, currency, token, reason, int(captured > 0),
-                 captured, 0, 0, complete_at, now, now),
+                f"INSERT INTO payments ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (key, reference, status.value, amount_minor, currency, token, reason,
+                 int(captured > 0), captured, 0, 0, complete_at, now, now),
             )  # fmt: skip
             entry = self._get(db, key)
         assert entry is not None
@@ -285,9 +289,10 @@ class Ledger:
             if entry is None:
                 now = self.clock()
                 db.execute(
-                    f"INSERT INTO payments ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (key, Status.VOIDED.value, 0, "XXX", "", "fenced", 0, 0, 0, 0, None, now, now),
-                )
+                    f"INSERT INTO payments ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (key, "", Status.VOIDED.value, 0, "XXX", "", "fenced", 0, 0, 0, 0, None,
+                     now, now),
+                )  # fmt: skip
                 fenced = self._get(db, key)
                 assert fenced is not None
                 return fenced

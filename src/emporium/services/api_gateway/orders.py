@@ -72,6 +72,11 @@ class Order(BaseModel):
     total_minor: int
     currency: str
     payment: PaymentSummary
+    cancel_reason: str | None = Field(
+        default=None,
+        description="Why a CANCELLED order was cancelled (out_of_stock, payment_declined, "
+        "payment_unavailable, inventory_unavailable, cancelled, operator: ...); null otherwise",
+    )
     shipping_address: ShippingAddress
     created_at: str | None
     updated_at: str | None
@@ -101,6 +106,7 @@ def order_to_json(order: order_pb2.Order) -> dict[str, Any]:
         "total_minor": order.total_minor,
         "currency": order.currency,
         "payment": {"status": order.payment.status or None, "reason": order.payment.reason or None},
+        "cancel_reason": order.cancel_reason or None,
         "shipping_address": {
             "line1": address.line1,
             "line2": address.line2,

@@ -49,6 +49,7 @@ SERVICE: Final = "order"
 SYSTEM: Final = Caller.system(SERVICE)
 DEFAULT_TIMEOUT_SECONDS: Final = 2.0
 DEFAULT_CHARGE_TIMEOUT_SECONDS: Final = 2.0
+BREAKER_RESET_SECONDS: Final = 5.0  # an open breaker lets a probe through after this long
 
 PRODUCT_IDEMPOTENT: Final = {"/emporium.product.v1.ProductService/GetProducts"}
 INVENTORY_IDEMPOTENT: Final = {
@@ -98,6 +99,7 @@ class Outcome:
 
     reply: Reply
     error: DomainError | None = None
+    breaker_open: bool = False  # refused by our own breaker: nothing reached the other side
 
 
 class RemoteServices:
@@ -117,18 +119,21 @@ class RemoteServices:
                 service=SERVICE,
                 default_timeout=timeout,
                 idempotent=PRODUCT_IDEMPOTENT,
+                reset_timeout=BREAKER_RESET_SECONDS,
             ),
             create_channel(
                 targets.inventory,
                 service=SERVICE,
                 default_timeout=timeout,
                 idempotent=INVENTORY_IDEMPOTENT,
+                reset_timeout=BREAKER_RESET_SECONDS,
             ),
             create_channel(
                 targets.payment,
                 service=SERVICE,
                 default_timeout=timeout,
                 idempotent=PAYMENT_IDEMPOTENT,
+                reset_timeout=BREAKER_RESET_SECONDS,
             ),
         ]
         self.product = product_pb2_grpc.ProductServiceStub(self._channels[0])
@@ -169,7 +174,7 @@ class RemoteServices:
                     return Outcome(StepRefused(step, error.reason or "refused"), error)
                 return Outcome(StepFailed(step, reason))
             except DomainError as exc:  # the circuit breaker is open: nothing was sent
-                return Outcome(StepFailed(step, exc.reason or "unavailable"))
+                return Outcome(StepFailed(step, exc.reason or "unavailable"), breaker_open=True)
         if isinstance(command, Charge):
             return _charge_outcome(step, answer)
         if isinstance(command, VoidPayment | RefundPayment):

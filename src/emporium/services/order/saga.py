@@ -92,7 +92,7 @@ class RetryPolicy:
     forward_attempts: int = 3
     charge_attempts: int = 2
     commit_attempts: int = 8
-    compensation_attempts: int = 10
+    compensation_attempts: int = 20
 
 
 # Remote commands: sent after the saga is saved; each answer must quote `step_id`.

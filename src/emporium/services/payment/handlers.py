@@ -25,6 +25,7 @@ from emporium.chassis.backoff import Backoff
 from emporium.chassis.db import Database
 from emporium.chassis.errors import FieldError, invalid, not_found, permission_denied
 from emporium.chassis.events.outbox import add_event
+from emporium.chassis.failpoints import failpoint
 from emporium.chassis.rpc.identity import Caller, require_authenticated
 from emporium.chassis.rpc.server import incoming_deadline_var
 from emporium.contracts.events.order_completed import TOPIC, OrderCompletedV1
@@ -200,6 +201,7 @@ class Payments:
         `fresh`: the charge was sent by this very request (else a lookup comes first)."""
         try:
             answer = await self._ask(payment, operation, fresh)
+            await failpoint("payment.provider_answered")  # chaos suite: the answer dies here
         except ProviderUnavailable as exc:
             return await self._record(payment.order_id, None, str(exc))
         except ProviderRefused as exc:

@@ -104,6 +104,7 @@ class HttpPaymentProvider:
                 "amount_minor": payment.amount_minor,
                 "currency": payment.currency,
                 "token": payment.token,
+                "reference": payment.order_id,
             },
         )
         if response.status_code != 200:

@@ -28,12 +28,18 @@ from emporium.chassis.backoff import Backoff
 from emporium.chassis.db import Database, UnitOfWork
 from emporium.chassis.errors import DomainError, ErrorCode
 from emporium.chassis.events.outbox import add_event
+from emporium.chassis.failpoints import failpoint
 from emporium.chassis.rpc.identity import set_caller
 from emporium.chassis.rpc.server import incoming_deadline_var
 from emporium.chassis.runtime import StopSignal
 from emporium.contracts.events.order_created import OrderCreatedV1
 from emporium.services.order import store
-from emporium.services.order.clients import SERVICE, SYSTEM, RemoteServices
+from emporium.services.order.clients import (
+    BREAKER_RESET_SECONDS,
+    SERVICE,
+    SYSTEM,
+    RemoteServices,
+)
 from emporium.services.order.metrics import count_parked, report_unfinished_sagas
 from emporium.services.order.saga import (
     IGNORED,
@@ -46,6 +52,7 @@ from emporium.services.order.saga import (
     ReleaseStock,
     RemoteCommand,
     Reply,
+    RetryPolicy,
     SagaState,
     VoidPayment,
 )
@@ -58,8 +65,9 @@ DEFAULT_STALE_AFTER_SECONDS = 15.0
 DEFAULT_RECOVERY_INTERVAL_SECONDS = 5.0
 RECOVERY_BATCH = 100
 QUICK_BACKOFF = Backoff(initial=0.05, maximum=1.0, jitter=0.5)
-# Ten compensation attempts take about half a minute before a saga is parked.
-PATIENT_BACKOFF = Backoff(initial=0.25, maximum=5.0, jitter=0.3)
+# With the default 20 compensation attempts, about four minutes pass before a saga is parked:
+# long enough to ride out a deploy or a restart of payment or inventory.
+PATIENT_BACKOFF = Backoff(initial=0.25, maximum=15.0, jitter=0.3)
 
 
 def now_utc() -> datetime:
@@ -105,8 +113,10 @@ class CheckoutRunner:
         recovery_interval: float = DEFAULT_RECOVERY_INTERVAL_SECONDS,
         quick_backoff: Backoff = QUICK_BACKOFF,
         patient_backoff: Backoff = PATIENT_BACKOFF,
+        policy: RetryPolicy | None = None,
     ) -> None:
         self.db = db
+        self.policy = policy
         self.remote = remote
         self.stale_after = stale_after
         self.recovery_interval = recovery_interval
@@ -136,6 +146,8 @@ class CheckoutRunner:
         saga = await store.load_saga(uow.session, order_id)
         if saga is None:
             return IGNORED
+        if self.policy is not None:  # the process's configured limits, for every saga
+            saga.policy = self.policy
         loaded_version = saga.version
         decision = transition(saga, now_utc())
         if decision.ignored:
@@ -209,6 +221,12 @@ class CheckoutRunner:
             if command.attempt > 1:
                 await asyncio.sleep(self._backoff(command).delay(command.attempt - 1))
             outcome = await self.remote.send(command)
+            # chaos suite: the reply is in, its transition not committed yet
+            await failpoint(f"checkout.reply_received.{type(command).__name__}")
+            if outcome.breaker_open:
+                # Our breaker refused without sending: wait until it lets a probe through,
+                # so an outage of a dependency is not burned through in a few milliseconds.
+                await asyncio.sleep(BREAKER_RESET_SECONDS)
             handle = functools.partial(_handle_reply, outcome.reply)
             decision = await self.apply(order_id, handle, outcome.error)
             queue.extend(decision.remote)
