@@ -102,6 +102,7 @@ class AuthDouble(auth_pb2_grpc.AuthServiceServicer):
             OTHER_TOKEN: (OTHER_ID, ("user",)),
         }
         self.refresh_tokens: dict[str, str] = {}  # token -> user id (current ones)
+        self.sessions: dict[str, str] = {}  # refresh token -> its access token
         self.used_refresh: set[str] = set()
         self.failed_logins_limit = 1000
 
@@ -130,6 +131,7 @@ class AuthDouble(auth_pb2_grpc.AuthServiceServicer):
         access, refresh = f"at-{n}", f"rt-{n}"
         self.tokens[access] = (user_id, ("user",))
         self.refresh_tokens[refresh] = user_id
+        self.sessions[refresh] = access
         return auth_pb2.TokenPair(
             access_token=access, refresh_token=refresh, token_type="bearer", expires_in=900
         )
@@ -147,6 +149,13 @@ class AuthDouble(auth_pb2_grpc.AuthServiceServicer):
 
     async def Logout(self, request: Any, context: Any) -> auth_pb2.LogoutResponse:
         self.rec.record("Logout", request)
+        if request.refresh_token:
+            if request.refresh_token not in self.refresh_tokens:
+                raise DomainError("invalid", ErrorCode.UNAUTHENTICATED, "refresh_token_invalid")
+            self.refresh_tokens.pop(request.refresh_token)
+            self.tokens.pop(self.sessions.pop(request.refresh_token, ""), None)
+        elif request.access_token not in self.tokens:
+            raise DomainError("invalid token", ErrorCode.UNAUTHENTICATED, "token_invalid")
         self.tokens.pop(request.access_token, None)
         return auth_pb2.LogoutResponse()
 

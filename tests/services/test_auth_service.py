@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import stat
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import grpc
+import jwt
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -29,7 +32,13 @@ from emporium.chassis.rpc.jwks import JwksTokenVerifier, ValidatingTokenVerifier
 from emporium.chassis.rpc.server import create_server
 from emporium.contracts.rpc.auth.v1 import auth_pb2, auth_pb2_grpc
 from emporium.services.auth import store
-from emporium.services.auth.domain import Argon2Parameters, KeySet, PasswordHashing
+from emporium.services.auth.domain import (
+    ACCESS_TOKEN_TTL,
+    CLOCK_SKEW_LEEWAY,
+    Argon2Parameters,
+    KeySet,
+    PasswordHashing,
+)
 from emporium.services.auth.handlers import Auth
 from emporium.services.auth.rpc import AuthServicer, LocalTokenVerifier
 from tests.backends import backend_url
@@ -255,6 +264,64 @@ async def test_logout_ends_the_access_and_refresh_token_at_once(world: AuthWorld
     assert (await rpc_error(validate(world, pair.access_token))).reason == "session_revoked"
     assert (await rpc_error(refresh(world, pair.refresh_token))).reason == "session_revoked"
     assert (await validate(world, other.access_token)).user_id == created.user_id
+
+
+def session_id_of(access_token: str) -> str:
+    """The `sid` claim, as anyone holding the access token can read it (no key needed)."""
+    return str(jwt.decode(access_token, options={"verify_signature": False})["sid"])
+
+
+async def logout(world: AuthWorld, access: str = "", refresh_token: str = "") -> Any:
+    request = auth_pb2.LogoutRequest(access_token=access, refresh_token=refresh_token)
+    return await world.stub.Logout(request)
+
+
+async def test_a_refresh_token_forged_from_the_access_token_ends_nothing(world: AuthWorld) -> None:
+    """`<sid>.<anything>` names the session but proves nothing: Refresh and Logout refuse it
+    as invalid, and the session, its access token and its real refresh token live on."""
+    created = await world.register()
+    pair = await world.login(created.email)
+    forged = f"{session_id_of(pair.access_token)}.{secrets.token_urlsafe(32)}"
+
+    for attempt in (refresh(world, forged), logout(world, refresh_token=forged)):
+        err = await rpc_error(attempt)
+        assert (err.code, err.reason) == (ErrorCode.UNAUTHENTICATED, "refresh_token_invalid")
+
+    assert (await validate(world, pair.access_token)).user_id == created.user_id
+    rotated = await refresh(world, pair.refresh_token)
+    assert (await validate(world, rotated.access_token)).user_id == created.user_id
+
+
+async def test_logout_with_the_refresh_token_alone_ends_the_session(world: AuthWorld) -> None:
+    created = await world.register()
+    pair = await world.login(created.email)
+    other = await world.login(created.email)
+
+    await logout(world, refresh_token=pair.refresh_token)
+    await logout(world, refresh_token=pair.refresh_token)  # idempotent
+
+    assert (await rpc_error(validate(world, pair.access_token))).reason == "session_revoked"
+    assert (await rpc_error(refresh(world, pair.refresh_token))).reason == "session_revoked"
+    assert (await validate(world, other.access_token)).user_id == created.user_id
+    nothing = await rpc_error(logout(world))
+    assert nothing.code is ErrorCode.UNAUTHENTICATED
+
+
+async def test_an_expired_access_token_cannot_keep_a_session_alive(world: AuthWorld) -> None:
+    """The access token has expired (so it cannot log out by itself); the refresh token
+    ends the session anyway, even sent next to the expired access token."""
+    created = await world.register()
+    pair = await world.login(created.email)
+    later = datetime.now(UTC) + ACCESS_TOKEN_TTL + CLOCK_SKEW_LEEWAY + timedelta(minutes=1)
+    world.auth.clock = lambda: later
+
+    expired = await rpc_error(logout(world, pair.access_token))
+    assert (expired.code, expired.reason) == (ErrorCode.UNAUTHENTICATED, "token_expired")
+    await logout(world, pair.access_token, pair.refresh_token)
+
+    assert (await rpc_error(refresh(world, pair.refresh_token))).reason == "session_revoked"
+    world.auth.clock = lambda: datetime.now(UTC)
+    assert (await rpc_error(validate(world, pair.access_token))).reason == "session_revoked"
 
 
 # --- roles and the administrator ----------------------------------------------------------

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from emporium.chassis.db import Database
-from emporium.chassis.errors import DomainError, ErrorCode, FieldError, invalid, not_found
+from emporium.chassis.errors import (
+    DomainError,
+    ErrorCode,
+    FieldError,
+    invalid,
+    not_found,
+    unauthenticated,
+)
 from emporium.chassis.kv.base import KeyValueStore
 from emporium.chassis.rpc.identity import require_admin
 from emporium.services.auth import store
@@ -25,6 +32,7 @@ from emporium.services.auth.domain import (
     Jwks,
     KeySet,
     PasswordHashing,
+    Proof,
     RefreshFamily,
     RevocationReason,
     RotationRejected,
@@ -190,12 +198,12 @@ class Auth:
     # -- refresh -------------------------------------------------------------------------
 
     async def refresh(self, refresh_token: str) -> IssuedTokens:
+        """Rotate a refresh token. Nothing is decided before the token proved what it is
+        (`RefreshFamily.proof`): a token the family never issued changes nothing."""
         family_id = family_id_of(refresh_token)
         family = await self.sessions.load(family_id)
         if family is None:
             raise refresh_rejected("refresh_token_invalid")
-        if await self.sessions.is_revoked(family_id):
-            raise refresh_rejected("session_revoked")
         now = self.clock()
         result = family.rotate(refresh_token, now=now)
         if isinstance(result, RotationRejected):
@@ -204,6 +212,8 @@ class Auth:
             ):
                 await self.sessions.revoke(family_id, result.family, now=now)
             raise result.error()
+        if await self.sessions.is_revoked(family_id):
+            raise refresh_rejected("session_revoked")
         if not await self.sessions.claim_rotation(family, now=now):
             # a concurrent refresh with the same token rotated first: this one is a reuse
             revoked = family.revoke(now=now, reason=RevocationReason.REUSE_DETECTED)
@@ -221,14 +231,37 @@ class Auth:
 
     # -- logout and validation -----------------------------------------------------------
 
-    async def logout(self, access_token: str) -> None:
-        """Revoke the token's session (its refresh family) and the token itself; idempotent."""
+    async def logout(self, access_token: str = "", refresh_token: str = "") -> None:
+        """End the session(s) the given tokens prove; idempotent.
+
+        Either token is enough, so a client whose access token has expired still ends its
+        session with the refresh token. A refresh token must prove itself (the family's
+        current token, or one it issued before) or nothing is revoked; with a valid refresh
+        token an unusable access token is ignored (it cannot do anything anyway). Both are
+        checked before anything is written."""
+        if not access_token and not refresh_token:
+            raise unauthenticated("an access token or a refresh token is required")
         now = self.clock()
-        claims = self._verifier.verify(access_token, now=now)
-        family = await self.sessions.load(claims.session_id)
-        revoked = family.revoke(now=now, reason=RevocationReason.LOGOUT) if family else None
-        await self.sessions.revoke(claims.session_id, revoked, now=now)
-        await self.sessions.deny_token(claims.token_id, revocation_ttl(claims, now=now))
+        ending: dict[str, RefreshFamily | None] = {}
+        if refresh_token:
+            family = await self.sessions.load(family_id_of(refresh_token))
+            if family is None or family.proof(refresh_token) is Proof.NOTHING:
+                raise refresh_rejected("refresh_token_invalid")
+            ending[family.family_id] = family
+        claims = None
+        if access_token:
+            try:
+                claims = self._verifier.verify(access_token, now=now)
+            except DomainError:
+                if not refresh_token:
+                    raise
+        if claims is not None and claims.session_id not in ending:
+            ending[claims.session_id] = await self.sessions.load(claims.session_id)
+        for session_id, family in ending.items():
+            revoked = family.revoke(now=now, reason=RevocationReason.LOGOUT) if family else None
+            await self.sessions.revoke(session_id, revoked, now=now)
+        if claims is not None:
+            await self.sessions.deny_token(claims.token_id, revocation_ttl(claims, now=now))
 
     async def validate(self, access_token: str, *, with_email: bool = True) -> TokenInfo:
         """Signature, claims and expiry, then the session: alive, not revoked, token not
