@@ -51,6 +51,7 @@ from emporium.contracts.rpc.recommendation.v1 import (
 from emporium.contracts.rpc.search.v1 import search_pb2, search_pb2_grpc
 from emporium.contracts.rpc.user.v1 import user_pb2, user_pb2_grpc
 from emporium.services.api_gateway.app import close_api, create_api
+from emporium.services.api_gateway.forwarded import TrustedProxies
 from emporium.services.api_gateway.ratelimit import RateLimits
 
 ADMIN_TOKEN = "admin-token"
@@ -543,10 +544,13 @@ async def serve_doubles() -> AsyncIterator[Doubles]:
 
 @contextlib.asynccontextmanager
 async def gateway_client(
-    targets: dict[str, str], limits: RateLimits | None = None
+    targets: dict[str, str],
+    limits: RateLimits | None = None,
+    trusted_proxies: TrustedProxies | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client talking to `create_api(targets)` in-process (httpx over ASGI)."""
-    api = create_api(targets, limits)
+    """An HTTP client talking to `create_api(targets)` in-process (httpx over ASGI; the
+    peer address is 127.0.0.1)."""
+    api = create_api(targets, limits, trusted_proxies)
     transport = httpx.ASGITransport(app=api)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:

@@ -190,15 +190,74 @@ async def test_unknown_email_and_wrong_password_get_the_same_answer(world: AuthW
     assert (wrong.message, wrong.reason) == (unknown.message, unknown.reason)
 
 
-async def test_repeated_failures_are_throttled_per_account_and_client(world: AuthWorld) -> None:
+async def test_failures_are_throttled_per_account_whatever_the_address(world: AuthWorld) -> None:
     created = await world.register()
-    for _ in range(5):
-        assert (await rpc_error(world.login(created.email, "wrong password!!"))).code is (
-            ErrorCode.UNAUTHENTICATED
-        )
-    blocked = await rpc_error(world.login(created.email, client="c1"))
-    assert blocked.code is ErrorCode.RESOURCE_EXHAUSTED
-    assert (await world.login(created.email, client="c2")).access_token  # another client
+    for attempt in range(4):
+        await rpc_error(world.login(created.email, "wrong password!!", client=f"10.0.0.{attempt}"))
+    assert (await world.login(created.email, client="c1")).access_token  # success clears
+    for attempt in range(5):
+        err = await rpc_error(world.login(created.email, "wrong password!!", f"10.1.0.{attempt}"))
+        assert err.code is ErrorCode.UNAUTHENTICATED
+    blocked = await rpc_error(world.login(created.email, client="192.0.2.99"))  # right password
+    assert (blocked.code, blocked.reason) == (
+        ErrorCode.RESOURCE_EXHAUSTED,
+        "too_many_login_attempts",
+    )
+    assert blocked.retry_after is not None
+    assert 1 <= blocked.retry_after <= 300
+    other = await world.register()
+    assert (await world.login(other.email, client="192.0.2.99")).access_token
+
+
+def outcomes(results: list[Any]) -> dict[str, int]:
+    """How many concurrent login attempts got each answer."""
+    counts: dict[str, int] = {}
+    for result in results:
+        name = "ok"
+        if isinstance(result, grpc.aio.AioRpcError):
+            name = domain_error_from_rpc(result).reason
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+async def test_forty_concurrent_guesses_from_forty_addresses_check_five_passwords(
+    world: AuthWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All at once, each from its own address: the throttle counts before it checks, so
+    exactly five guesses reach the password check and 35 are refused (no check-then-act)."""
+    created = await world.register()
+    checked: list[str] = []
+    verify = world.auth.hashing.verify
+
+    def counting(stored: str, password: str) -> bool:
+        checked.append(password)
+        return verify(stored, password)
+
+    monkeypatch.setattr(world.auth.hashing, "verify", counting)
+    results = await asyncio.gather(
+        *(
+            world.login(created.email, f"guess number {i:02d}", client=f"198.51.100.{i}")
+            for i in range(40)
+        ),
+        return_exceptions=True,
+    )
+    assert outcomes(results) == {"invalid_credentials": 5, "too_many_login_attempts": 35}
+    assert len(checked) == 5
+
+
+async def test_one_address_guessing_many_accounts_is_throttled(world: AuthWorld) -> None:
+    results = await asyncio.gather(
+        *(
+            world.login(
+                f"victim-{i}-{uuid.uuid4().hex[:6]}@example.com", "spray password 1", "203.0.113.7"
+            )
+            for i in range(25)
+        ),
+        return_exceptions=True,
+    )
+    assert outcomes(results) == {"invalid_credentials": 20, "too_many_login_attempts": 5}
+    elsewhere = await world.register()
+    assert (await world.login(elsewhere.email, client="203.0.113.8")).access_token
 
 
 async def test_garbage_tokens_are_unauthenticated(world: AuthWorld) -> None:

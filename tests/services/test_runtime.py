@@ -129,3 +129,44 @@ async def test_serves_follows_checks_and_stops_gracefully(settings):
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore TIME_WAIT
             sock.bind(("127.0.0.1", port))  # fails while anything still listens
+
+
+async def test_uvicorn_never_believes_forwarded_headers(settings, monkeypatch):
+    """uvicorn's default trusts X-Forwarded-For from 127.0.0.1 (and FORWARDED_ALLOW_IPS
+    can widen it): the runtime turns that off, so a process on the host cannot choose the
+    client address the gateway sees (the gateway decides, from its trusted proxies)."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "*")
+
+    async def whoami(request):
+        return JSONResponse({"client": request.client.host, "scheme": request.url.scheme})
+
+    async def build(s):
+        return ServiceApp(
+            name="api_gateway", settings=s, http_app=Starlette(routes=[Route("/whoami", whoami)])
+        )
+
+    stop = StopSignal()
+    served = asyncio.create_task(serve(build, settings, stop))
+    base = f"http://127.0.0.1:{settings.http_port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as http:
+
+            async def up() -> bool:
+                try:
+                    return (await http.get("/healthz")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            await wait_until(up)
+            seen = await http.get(
+                "/whoami",
+                headers={"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"},
+            )
+        assert seen.json() == {"client": "127.0.0.1", "scheme": "http"}
+    finally:
+        stop.set()
+        await asyncio.wait_for(served, 15)

@@ -182,6 +182,12 @@ class _Runner:
                 log_config=None,
                 access_log=False,
                 lifespan="off",
+                # uvicorn would believe X-Forwarded-For from 127.0.0.1 (its default
+                # `forwarded_allow_ips`, or the FORWARDED_ALLOW_IPS variable): anyone on
+                # the host could pick a client address. The gateway decides instead,
+                # from EMPORIUM_GATEWAY_TRUSTED_PROXIES (api_gateway/forwarded.py).
+                proxy_headers=False,
+                forwarded_allow_ips="",
             )
         )
         self.tasks.append(asyncio.create_task(self.http_server.serve(), name="http"))

@@ -246,7 +246,14 @@ def domain_error_from_rpc(exc: Any) -> DomainError:
         for f in payload.get("fields", ())
         if isinstance(f, dict)
     ]
-    return DomainError(message, code, str(payload.get("reason") or code.value), fields)
+    retry_after = payload.get("retry_after")
+    return DomainError(
+        message,
+        code,
+        str(payload.get("reason") or code.value),
+        fields,
+        float(retry_after) if isinstance(retry_after, int | float) else None,
+    )
 
 
 def _error_payload(trailing: Any) -> dict[str, Any]:

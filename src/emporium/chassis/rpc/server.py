@@ -53,11 +53,13 @@ def method_label(method: str | bytes) -> str:
 
 def error_trailer(err: DomainError) -> tuple[tuple[str, bytes], ...]:
     """The trailing metadata carrying what the status code alone loses."""
-    payload = {
+    payload: dict[str, Any] = {
         "code": err.code.value,
         "reason": err.reason,
         "fields": [{"field": f.field, "message": f.message} for f in err.fields],
     }
+    if err.retry_after is not None:
+        payload["retry_after"] = err.retry_after
     return ((ERROR_TRAILER_KEY, json.dumps(payload).encode()),)
 
 

@@ -99,11 +99,18 @@ async def register(body: RegisterBody, backends: Gateway) -> Registered:
     responses=problem_responses(401),
 )
 async def login(body: LoginBody, request: Request, backends: Gateway) -> TokenPair:
+    """Two cheap refusals before auth is asked (auth's own throttle, shared by every
+    replica through its kv, is the one that counts failures): per account whatever the
+    address, and per address whatever the account."""
     ip = request.client.host if request.client else "unknown"
-    limiter: TokenBucketLimiter = request.app.state.login_limiter
-    wait = limiter.acquire(f"{body.email.lower()}|{ip}")
+    per_account: TokenBucketLimiter = request.app.state.login_limiter
+    per_address: TokenBucketLimiter = request.app.state.login_address_limiter
+    wait = per_account.acquire(body.email.strip().lower())
     if wait > 0:
         raise TooManyRequests(wait, "too many login attempts for this account; retry later")
+    wait = per_address.acquire(ip)
+    if wait > 0:
+        raise TooManyRequests(wait, "too many login attempts from this address; retry later")
     with acting_as(Caller.anonymous()):
         answer = await backends.auth.Login(
             auth_pb2.LoginRequest(email=body.email, password=body.password, client_ip=ip)

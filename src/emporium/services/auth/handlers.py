@@ -48,7 +48,8 @@ ROLE_USER = "user"
 ROLE_ADMIN = "admin"
 KNOWN_ROLES = frozenset({ROLE_USER, ROLE_ADMIN})
 MAX_NAME_LENGTH = 100
-MAX_LOGIN_FAILURES = 5
+MAX_LOGIN_FAILURES = 5  # per account, whatever the address (API.md: 429 after repeated failures)
+MAX_ADDRESS_FAILURES = 20  # per client address, whatever the account (password spraying)
 LOGIN_FAILURE_WINDOW = timedelta(minutes=5)
 
 
@@ -84,11 +85,12 @@ def invalid_credentials() -> DomainError:
     )
 
 
-def too_many_attempts() -> DomainError:
+def too_many_attempts(retry_after: float) -> DomainError:
     return DomainError(
         "too many failed logins; try again later",
         ErrorCode.RESOURCE_EXHAUSTED,
         "too_many_login_attempts",
+        retry_after=max(1.0, retry_after),
     )
 
 
@@ -108,6 +110,7 @@ class Auth:
         hashing: PasswordHashing | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         max_login_failures: int = MAX_LOGIN_FAILURES,
+        max_address_failures: int = MAX_ADDRESS_FAILURES,
         login_failure_window: timedelta = LOGIN_FAILURE_WINDOW,
     ) -> None:
         self.db = db
@@ -116,7 +119,10 @@ class Auth:
         self.clock = clock
         self.sessions = store.SessionStore(kv)
         self.throttle = store.LoginThrottle(
-            kv, max_failures=max_login_failures, window=login_failure_window
+            kv,
+            max_per_account=max_login_failures,
+            max_per_address=max_address_failures,
+            window=login_failure_window,
         )
         self._verifier = keys.verifier()
 
@@ -147,13 +153,16 @@ class Auth:
     # -- login ---------------------------------------------------------------------------
 
     async def login(self, email: str, password: str, client: str = "") -> IssuedTokens:
-        if await self.throttle.blocked(email, client):
-            raise too_many_attempts()
+        """Counted by the throttle before the password is checked (see LoginThrottle), so
+        concurrent guesses cannot all slip under the limit."""
+        account = _throttle_account(email)
+        admission = await self.throttle.admit(account, client)
+        if not admission.admitted:
+            raise too_many_attempts(admission.retry_after)
         credential = await self._check_password(email, password)
         if credential is None:
-            await self.throttle.record_failure(email, client)
             raise invalid_credentials()
-        await self.throttle.reset(email, client)
+        await self.throttle.succeeded(account, client)
         if self.hashing.needs_rehash(credential.password_hash):
             await self._rehash(credential.user_id, password)
         now = self.clock()
@@ -320,6 +329,15 @@ class Auth:
                 return False
             raise
         return True
+
+
+def _throttle_account(email: str) -> str:
+    """The account a login attempt counts against: the canonical email, so spellings of one
+    address (case, Unicode forms, IDNA) share one counter."""
+    try:
+        return normalize_email(email)
+    except DomainError:
+        return email.strip().lower()
 
 
 def _email_taken() -> DomainError:
