@@ -18,6 +18,9 @@ from emporium.services.api_gateway.schemas import RequestModel, problem_response
 from emporium.services.api_gateway.security import Gateway, bearer_token_of
 
 router = APIRouter(prefix="/api/v1/auth", tags=["identity"])
+# Register and Login run argon2id (64 MiB, deliberately slow: ~0.3 s on an idle core, over
+# a second on a busy one): more than the 2 s a plain read gets.
+PASSWORD_CALL_TIMEOUT_SECONDS = 5.0
 
 # Shape only: auth-service owns the full rules (canonical email, password policy) and
 # answers 400 naming the field; these catch the obvious cases before any call.
@@ -77,7 +80,8 @@ def _pair(answer: auth_pb2.TokenPair) -> TokenPair:
 async def register(body: RegisterBody, backends: Gateway) -> Registered:
     with acting_as(Caller.anonymous()):
         account = await backends.auth.Register(
-            auth_pb2.RegisterRequest(email=body.email, password=body.password, name=body.name)
+            auth_pb2.RegisterRequest(email=body.email, password=body.password, name=body.name),
+            timeout=PASSWORD_CALL_TIMEOUT_SECONDS,
         )
     # The profile is created by the gateway on the new account's behalf; CreateUser is
     # idempotent by user_id, so the channel retries it on a transient failure.
@@ -113,7 +117,8 @@ async def login(body: LoginBody, request: Request, backends: Gateway) -> TokenPa
         raise TooManyRequests(wait, "too many login attempts from this address; retry later")
     with acting_as(Caller.anonymous()):
         answer = await backends.auth.Login(
-            auth_pb2.LoginRequest(email=body.email, password=body.password, client_ip=ip)
+            auth_pb2.LoginRequest(email=body.email, password=body.password, client_ip=ip),
+            timeout=PASSWORD_CALL_TIMEOUT_SECONDS,
         )
     return _pair(answer)
 
