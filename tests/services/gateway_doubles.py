@@ -121,7 +121,9 @@ class AuthDouble(auth_pb2_grpc.AuthServiceServicer):
     async def Login(self, request: Any, context: Any) -> auth_pb2.TokenPair:
         self.rec.record("Login", request)
         if self.rec.count("Login") > self.failed_logins_limit:
-            raise DomainError("locked", ErrorCode.RESOURCE_EXHAUSTED, "too_many_attempts")
+            raise DomainError(
+                "locked", ErrorCode.RESOURCE_EXHAUSTED, "too_many_attempts", retry_after=123.4
+            )
         account = self.accounts.get(request.email.strip().lower())
         if account is None or account[1] != request.password:
             raise unauthenticated("invalid email or password")

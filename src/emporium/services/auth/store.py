@@ -252,7 +252,8 @@ class LoginThrottle:
 
     async def succeeded(self, email: str, client: str) -> None:
         await self.kv.delete(self._account_key(email))
-        await self.kv.incr(self._address_key(client), -1)
+        # with a TTL even if the window ended meanwhile: no counter may outlive its window
+        await self.kv.incr_with_ttl(self._address_key(client), self.window.total_seconds(), -1)
 
 
 # -- signing key ---------------------------------------------------------------------------
