@@ -441,3 +441,14 @@ def test_local_signing_key_is_created_once_private_and_reused(tmp_path: Path) ->
     configured = store.signing_key_from({store.SIGNING_KEY_FILE_VAR: str(path)}, tmp_path / "x")
     assert configured.kid == first.kid
     assert not (tmp_path / "x").exists()
+
+
+def test_login_limits_come_from_emporium_variables_or_default() -> None:
+    from emporium.chassis.config import ConfigError
+    from emporium.services.auth.app import LIMIT_PER_ADDRESS_VAR, login_limit
+
+    assert login_limit({}, LIMIT_PER_ADDRESS_VAR, 20) == 20
+    assert login_limit({LIMIT_PER_ADDRESS_VAR: " 200 "}, LIMIT_PER_ADDRESS_VAR, 20) == 200
+    for bad in ("0", "-3", "many"):
+        with pytest.raises(ConfigError, match=LIMIT_PER_ADDRESS_VAR):
+            login_limit({LIMIT_PER_ADDRESS_VAR: bad}, LIMIT_PER_ADDRESS_VAR, 20)
