@@ -27,7 +27,7 @@ import httpx
 
 from emporium.chassis.catalog import GATEWAY, PAYMENT_SANDBOX, SERVICES, ServiceInfo
 from emporium.chassis.config import ConfigError
-from emporium.chassis.rpc.service_auth import load_service_secret
+from emporium.chassis.rpc.service_keys import OPERATOR, ensure_local_keys
 
 CONFIG_ERROR_EXIT = 2
 STABLE_AFTER_SECONDS = 30.0
@@ -257,9 +257,9 @@ def demo_loader(supervisor: Supervisor, data_dir: Path) -> Callable[[], Awaitabl
 def up(data_dir: Path, only: list[str] | None = None, demo: bool = True) -> int:
     """Run every service (or `only` these) until Ctrl-C; load the demo catalog once."""
     os.environ.setdefault("EMPORIUM_DATA_DIR", str(data_dir))
-    try:  # created here once, so the services starting together find it
-        load_service_secret(data_dir)
-    except ConfigError as exc:
+    try:  # every identity's key pair, created here once, so nobody waits for another's
+        ensure_local_keys(data_dir, [*(s.name for s in SERVICES), OPERATOR], os.environ)
+    except (ConfigError, OSError) as exc:
         print(f"[emporium] configuration error: {exc}", file=sys.stderr)
         return 2
     generated = ensure_admin_password(data_dir)

@@ -102,3 +102,19 @@ def test_bearer_security_scheme_is_declared(document: dict[str, Any]) -> None:
     schemes = document["components"]["securitySchemes"]
     assert schemes["bearer"]["scheme"] == "bearer"
     assert document["paths"]["/api/v1/users/me"]["get"]["security"]
+
+
+def test_logout_documents_both_ways_to_end_a_session(document: dict[str, Any]) -> None:
+    """A bearer token or none (`{}`: the refresh token in the optional body), 204 or 401."""
+    operation = document["paths"]["/api/v1/auth/logout"]["post"]
+    assert {"bearer": []} in operation["security"]
+    assert {} in operation["security"]
+    body = operation["requestBody"]
+    assert body.get("required", False) is False
+    schema = body["content"]["application/json"]["schema"]
+    refs = [s.get("$ref", "") for s in schema.get("anyOf", [schema])]
+    (ref,) = [r for r in refs if r]
+    logout_body = document["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+    assert logout_body["required"] == ["refresh_token"]
+    assert logout_body["properties"]["refresh_token"]["minLength"] == 1
+    assert {"204", "401"} <= operation["responses"].keys()

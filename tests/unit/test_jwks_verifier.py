@@ -23,7 +23,11 @@ from emporium.chassis.rpc.server import create_server
 from emporium.contracts.rpc.auth.v1 import auth_pb2, auth_pb2_grpc
 from emporium.services.auth.domain import KeySet, generate_signing_key, token_rejected
 
-NOW = datetime.now(UTC)
+
+def now() -> datetime:
+    """Read per use, not at import: a suite running longer than a token's 15 minutes must
+    not see the tokens these tests mint as expired."""
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -49,8 +53,10 @@ class KeyServer(auth_pb2_grpc.AuthServiceServicer):
             email="ada@example.com",
         )
 
-    def token(self, subject: str = "u-1", *, now: datetime = NOW) -> str:
-        claims = AccessClaims.new(subject=subject, roles=["user"], session_id="s-1", now=now)
+    def token(self, subject: str = "u-1", *, at: datetime | None = None) -> str:
+        claims = AccessClaims.new(
+            subject=subject, roles=["user"], session_id="s-1", now=at or now()
+        )
         return self.keys.sign(claims)
 
 
@@ -100,7 +106,9 @@ async def test_refetches_for_unknown_keys_are_rate_limited(auth: Any) -> None:
         for _ in range(3):
             with pytest.raises(DomainError) as caught:
                 await verifier.verify(
-                    stranger.sign(AccessClaims.new(subject="x", roles=[], session_id="s", now=NOW))
+                    stranger.sign(
+                        AccessClaims.new(subject="x", roles=[], session_id="s", now=now())
+                    )
                 )
             assert caught.value.reason == "token_key_unknown"
         assert servicer.fetches == 1
@@ -110,7 +118,7 @@ async def test_refetches_for_unknown_keys_are_rate_limited(auth: Any) -> None:
 
 async def test_expired_and_garbage_tokens_are_unauthenticated(auth: Any) -> None:
     servicer, target = auth
-    later = JwksTokenVerifier(target, clock=lambda: NOW + timedelta(hours=1))
+    later = JwksTokenVerifier(target, clock=lambda: now() + timedelta(hours=1))
     try:
         with pytest.raises(DomainError) as caught:
             await later.verify(servicer.token())

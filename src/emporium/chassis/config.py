@@ -1,10 +1,15 @@
-"""Settings of one service process, from the environment (pydantic-settings).
+"""Settings of one service process, from `EMPORIUM_`-prefixed environment variables only.
 
 Every backend is a URL, per service: `EMPORIUM_<SERVICE>_DATABASE_URL`, `..._KV_URL`,
 `..._BUS_URL`, `..._DOCUMENTS_URL`, `..._SEARCH_URL`, `..._OLAP_URL`, `..._BLOB_URL`. A value
 not set for the service falls back to the platform-wide `EMPORIUM_<KIND>_URL` (handy for the
 bus, which all services share), and then to the embedded default under `EMPORIUM_DATA_DIR`.
 A URL with an unknown scheme stops the service at start with one line naming the variable.
+
+Only `EMPORIUM_*` variables are read, and only by `load_settings`: `ServiceSettings` is a
+plain pydantic model, not a pydantic-settings `BaseSettings`, which would also pick up bare
+names (`DATABASE_URL`, `HOST`, `NAME`, `LOG_LEVEL`...) that other software on the host sets
+for its own use, and point every service at them.
 """
 
 from __future__ import annotations
@@ -13,8 +18,7 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from emporium.chassis.catalog import ServiceInfo, service
 
@@ -34,10 +38,12 @@ class ConfigError(Exception):
     """Bad configuration; the message is one line that names the variable to fix."""
 
 
-class ServiceSettings(BaseSettings):
-    """What a service process needs to know; see the module docstring for the variables."""
+class ServiceSettings(BaseModel):
+    """What a service process needs to know; see the module docstring for the variables.
+    Built by `load_settings` from the environment, or directly (tests): never from the
+    environment by itself."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore")
 
     name: str = ""
     host: str = "127.0.0.1"

@@ -28,7 +28,8 @@ from emporium.chassis.backoff import Backoff
 from emporium.chassis.catalog import service
 from emporium.chassis.config import ConfigError, ServiceSettings, load_settings
 from emporium.chassis.rpc import service_auth
-from emporium.chassis.rpc.service_auth import ServiceProof, load_service_secret
+from emporium.chassis.rpc.acl import CallerTable
+from emporium.chassis.rpc.service_auth import load_identity
 
 log = logging.getLogger("emporium.runtime")
 _TASK_RESTART = Backoff(initial=0.5, maximum=15.0, jitter=0.5)
@@ -84,6 +85,9 @@ class ServiceApp:
     verifier: Any | None = None
     # Extra gRPC server options, e.g. cdn's larger `grpc.max_receive_message_length`.
     grpc_options: list[tuple[str, Any]] = field(default_factory=list)
+    # Which services may call each method (chassis.rpc.acl); None: the service's
+    # declaration, `CALLERS` in `emporium.services.<name>.callers`.
+    callers: list[CallerTable] | None = None
 
 
 BuildFn = Callable[[ServiceSettings], Awaitable[ServiceApp]]
@@ -122,7 +126,7 @@ def run_service(name: str) -> int:
     configure_tracing(info.name)
     module = importlib.import_module(f"{info.package}.app")
     try:
-        service_auth.install(ServiceProof(load_service_secret(settings.data_dir)))
+        service_auth.install(load_identity(info.name, settings.data_dir))
         asyncio.run(serve(module.build, settings))
     except ConfigError as exc:
         print(f"emporium {info.name}: configuration error: {exc}", file=sys.stderr)
@@ -183,6 +187,12 @@ class _Runner:
                 log_config=None,
                 access_log=False,
                 lifespan="off",
+                # uvicorn would believe X-Forwarded-For from 127.0.0.1 (its default
+                # `forwarded_allow_ips`, or the FORWARDED_ALLOW_IPS variable): anyone on
+                # the host could pick a client address. The gateway decides instead,
+                # from EMPORIUM_GATEWAY_TRUSTED_PROXIES (api_gateway/forwarded.py).
+                proxy_headers=False,
+                forwarded_allow_ips="",
             )
         )
         self.tasks.append(asyncio.create_task(self.http_server.serve(), name="http"))
@@ -204,7 +214,10 @@ class _Runner:
         from emporium.chassis.rpc.health import add_health
         from emporium.chassis.rpc.server import create_server
 
-        server = create_server(self.app.name, self.app.verifier, options=self.app.grpc_options)
+        tables = declared_callers(self.app)
+        server = create_server(
+            self.app.name, self.app.verifier, callers=tables, options=self.app.grpc_options
+        )
         for reg in self.app.grpc_services:
             reg.add_to_server(reg.servicer, server)
         self.health = add_health(server, [r.service_name for r in self.app.grpc_services])
@@ -247,6 +260,25 @@ class _Runner:
                 await close()
             except Exception:
                 log.exception("error while closing")
+
+
+def declared_callers(app: ServiceApp) -> list[CallerTable]:
+    """The callers tables of the app's gRPC services: `app.callers`, else `CALLERS` of the
+    service's `callers` module. A service without a table for each of its gRPC services
+    does not start (nobody could call it, and that would be found out only in use)."""
+    tables = app.callers
+    if tables is None:
+        module_name = f"{service(app.name).package}.callers"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            raise SystemExit(f"{app.name}: no {module_name} declares who may call it") from None
+        tables = list(module.CALLERS)
+    covered = {table.service for table in tables}
+    missing = [r.service_name for r in app.grpc_services if r.service_name not in covered]
+    if missing:
+        raise SystemExit(f"{app.name}: no callers table for {', '.join(missing)}")
+    return tables
 
 
 async def _maybe_await(value: Any) -> None:

@@ -33,6 +33,7 @@ from emporium.services.api_gateway import (
 )
 from emporium.services.api_gateway.backends import Backends
 from emporium.services.api_gateway.bodylimit import BodySizeLimitMiddleware
+from emporium.services.api_gateway.forwarded import ForwardedClientMiddleware, TrustedProxies
 from emporium.services.api_gateway.ratelimit import (
     ClientRateLimitMiddleware,
     RateLimits,
@@ -53,8 +54,13 @@ ROUTERS = (
 )
 
 
-def create_api(targets: dict[str, str], limits: RateLimits | None = None) -> FastAPI:
-    """The gateway app for backends at `targets` (backend name -> `host:port`)."""
+def create_api(
+    targets: dict[str, str],
+    limits: RateLimits | None = None,
+    trusted_proxies: TrustedProxies | None = None,
+) -> FastAPI:
+    """The gateway app for backends at `targets` (backend name -> `host:port`); forwarded
+    headers are believed only from `trusted_proxies` (default: nobody, see `forwarded`)."""
     limits = limits or RateLimits()
     api = FastAPI(
         title="Emporium API",
@@ -65,6 +71,9 @@ def create_api(targets: dict[str, str], limits: RateLimits | None = None) -> Fas
     api.state.prober = HealthProber()
     api.state.backends = Backends(targets)
     api.state.login_limiter = TokenBucketLimiter(limits.login_rate, limits.login_burst)
+    api.state.login_address_limiter = TokenBucketLimiter(
+        limits.login_address_rate, limits.login_address_burst
+    )
     problems.install(api)
     for router in ROUTERS:
         api.include_router(router)
@@ -74,6 +83,8 @@ def create_api(targets: dict[str, str], limits: RateLimits | None = None) -> Fas
         ClientRateLimitMiddleware,
         limiter=TokenBucketLimiter(limits.client_rate, limits.client_burst),
     )
+    # Outermost: everything inside sees the client address, not a trusted proxy's.
+    api.add_middleware(ForwardedClientMiddleware, trusted=trusted_proxies or TrustedProxies())
     install_openapi(api)
     return api
 
@@ -119,7 +130,7 @@ def _problem_responses(responses: dict[str, Any]) -> None:
 
 async def build(settings: ServiceSettings) -> ServiceApp:
     targets = {b.name: grpc_target(b.name) for b in BACKENDS}
-    api = create_api(targets, RateLimits.from_env(os.environ))
+    api = create_api(targets, RateLimits.from_env(os.environ), TrustedProxies.from_env(os.environ))
 
     async def close() -> None:
         await close_api(api)

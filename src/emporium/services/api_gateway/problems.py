@@ -66,11 +66,12 @@ def retry_after_header(wait: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, math.ceil(wait)))}
 
 
-def _headers_for(status: int) -> dict[str, str] | None:
+def _headers_for(status: int, retry_after: float | None = None) -> dict[str, str] | None:
     if status == 401:
         return {"WWW-Authenticate": 'Bearer realm="emporium"'}
     if status == 429:
-        return {"Retry-After": str(DEFAULT_RETRY_AFTER_SECONDS)}
+        wait = DEFAULT_RETRY_AFTER_SECONDS if retry_after is None else retry_after
+        return retry_after_header(wait)
     return None
 
 
@@ -83,7 +84,7 @@ def from_domain_error(exc: DomainError) -> JSONResponse:
         exc.message,
         type_=TYPE_BASE + (exc.reason or exc.code.value),
         errors=fields or None,
-        headers=_headers_for(status),
+        headers=_headers_for(status, exc.retry_after),
         reason=exc.reason or exc.code.value,
     )
 
