@@ -4,8 +4,9 @@ A saga is PARKED when a compensation (void or refund of the payment, release of 
 kept failing; the alert `CheckoutSagaParked` says so. The operator looks (`list`), fixes the
 cause (the provider is back, a deploy finished) and `retry`s it, or settles it by hand (at
 the provider's dashboard) and `cancel`s it with a note. The command calls order-service over
-gRPC as the `operator` system identity, proven with the platform's service credentials from
-the data directory (or the environment), like any other service call.
+gRPC as the `operator` system identity, proven with its own key
+(`var/service-keys/operator.key` in the embedded profile, `EMPORIUM_OPERATOR_SERVICE_KEY_FILE`
+in production); order-service accepts only that identity on these methods.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import grpc
 
 from emporium.chassis.config import grpc_target
 from emporium.chassis.rpc import service_auth
+from emporium.chassis.rpc.acl import OPERATOR as OPERATOR_NAME
 from emporium.chassis.rpc.client import create_channel, domain_error_from_rpc
-from emporium.chassis.rpc.identity import Caller
-from emporium.chassis.rpc.service_auth import ServiceProof, load_service_secret
+from emporium.chassis.rpc.identity import Caller, acting_as
+from emporium.chassis.rpc.service_auth import load_identity
 from emporium.contracts.rpc.order.v1 import order_pb2, order_pb2_grpc
 
-OPERATOR = Caller.system("operator")
+OPERATOR = Caller.system(OPERATOR_NAME)
 COLUMNS = ("order_id", "state", "order_status", "payment", "stock", "attempts", "reason")
 
 
@@ -65,7 +67,7 @@ def _table(rows: list[tuple[str, ...]]) -> str:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    channel = create_channel(grpc_target("order"), service="operator", caller=OPERATOR)
+    channel = create_channel(grpc_target("order"), service=OPERATOR_NAME, caller=OPERATOR)
     stub = order_pb2_grpc.OrderServiceStub(channel)
     try:
         if args.verb == "list":
@@ -102,5 +104,6 @@ async def _run(args: argparse.Namespace) -> int:
 
 def main(args: argparse.Namespace) -> int:
     data_dir = Path(os.environ.get("EMPORIUM_DATA_DIR") or "var")
-    service_auth.install(ServiceProof(load_service_secret(data_dir)))
-    return asyncio.run(_run(args))
+    service_auth.install(load_identity(OPERATOR_NAME, data_dir))
+    with acting_as(OPERATOR):
+        return asyncio.run(_run(args))

@@ -75,6 +75,7 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         "EMPORIUM_GATEWAY_RATE_LIMIT": "1000",
         "EMPORIUM_GATEWAY_RATE_BURST": "2000",
         "EMPORIUM_FAILPOINTS": "1",
+        "EMPORIUM_AUTH_LOGIN_LIMIT_PER_ADDRESS": "1000",
         # Park after about half a minute instead of four (the parking test waits for it).
         "EMPORIUM_ORDER_COMPENSATION_ATTEMPTS": "12",
         "EMPORIUM_ORDER_COMPENSATION_MAX_DELAY_SECONDS": "3",

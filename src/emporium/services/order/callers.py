@@ -3,7 +3,7 @@ interceptor; a method missing here is refused to everybody)."""
 
 from __future__ import annotations
 
-from emporium.chassis.rpc.acl import GATEWAY, CallerTable
+from emporium.chassis.rpc.acl import GATEWAY, OPERATOR, CallerTable
 from emporium.contracts.rpc.order.v1 import order_pb2
 
 CALLERS = [
@@ -14,8 +14,10 @@ CALLERS = [
             "GetOrder": {GATEWAY},
             "ListOrders": {GATEWAY},
             "CancelOrder": {GATEWAY},
-            # The operator commands (`emporium sagas list|retry|cancel`), once the RPCs exist:
-            # "ListSagas": {OPERATOR}, "RetrySaga": {OPERATOR}, "CancelSaga": {OPERATOR},
+            # The operator's commands (`emporium sagas list|retry|cancel`), nobody else's.
+            "ListSagas": {OPERATOR},
+            "RetrySaga": {OPERATOR},
+            "CancelSaga": {OPERATOR},
         },
     )
 ]

@@ -1,8 +1,8 @@
 """payment-service use cases: charge an order once, void, refund, read, reconcile.
 
-Who may do what: Charge, Void and Refund are for order-service's saga (a system caller) or an
-admin; GetPayment also for the user who placed the order (anyone else gets NOT_FOUND, so
-order ids cannot be probed); CheckPaymentToken for any authenticated caller.
+Who may do what: Charge, Void and Refund are for order-service's saga only (callers.py and
+`require_service`); GetPayment also for the user who placed the order (anyone else gets
+NOT_FOUND, so order ids cannot be probed); CheckPaymentToken for any authenticated caller.
 
 Each money movement is an intent recorded in one unit of work, a provider call outside any
 transaction (the payment id is the provider's idempotency key), and the provider's answer
@@ -23,10 +23,10 @@ from datetime import UTC, datetime
 
 from emporium.chassis.backoff import Backoff
 from emporium.chassis.db import Database
-from emporium.chassis.errors import FieldError, invalid, not_found, permission_denied
+from emporium.chassis.errors import FieldError, invalid, not_found
 from emporium.chassis.events.outbox import add_event
 from emporium.chassis.failpoints import failpoint
-from emporium.chassis.rpc.identity import Caller, require_authenticated
+from emporium.chassis.rpc.identity import Caller, require_authenticated, require_service
 from emporium.chassis.rpc.server import incoming_deadline_var
 from emporium.contracts.events.order_completed import TOPIC, OrderCompletedV1
 from emporium.services.payment import store
@@ -77,11 +77,9 @@ def _new_id() -> str:
 
 
 def _require_saga_caller() -> Caller:
-    """Money moves only on behalf of order-service (system caller) or an admin."""
-    caller = require_authenticated()
-    if not (caller.is_system or caller.is_admin):
-        raise permission_denied("only order-service may move money")
-    return caller
+    """Money moves only when order-service's saga asks (its own proven identity): never for
+    a user's token, however privileged; a refund goes through order's CancelOrder."""
+    return require_service("order")
 
 
 def _check_ids(order_id: str, user_id: str | None = None) -> None:

@@ -1,7 +1,8 @@
 """The operator's way out for checkout sagas: list the unfinished ones, retry a parked one,
 or close a parked one that was settled by hand (`emporium sagas list | retry | cancel`).
 
-Who may: an admin, or a system caller (the `emporium` CLI acting as the `operator` service).
+Who may: the `operator` identity only (the `emporium` CLI, proven with the operator's own key;
+callers.py names it, and `require_service` checks it again here).
 A saga is parked when a compensation (void, refund, release) kept failing: its money or stock
 is in a state nobody confirmed, so only a person decides; nothing here drops a saga silently.
 """
@@ -18,9 +19,9 @@ from emporium.chassis.errors import (
     FieldError,
     invalid,
     not_found,
-    permission_denied,
 )
-from emporium.chassis.rpc.identity import Caller, require_authenticated
+from emporium.chassis.rpc.acl import OPERATOR
+from emporium.chassis.rpc.identity import Caller, require_service
 from emporium.services.order import store
 from emporium.services.order.handlers.checkout import CheckoutRunner
 from emporium.services.order.saga import CheckoutSaga, SagaState
@@ -39,10 +40,7 @@ class SagaPage:
 
 
 def _require_operator() -> Caller:
-    caller = require_authenticated()
-    if not (caller.is_admin or caller.is_system):
-        raise permission_denied("only operators and admins may manage sagas")
-    return caller
+    return require_service(OPERATOR)
 
 
 def _states(names: list[str]) -> list[SagaState]:
