@@ -211,3 +211,16 @@ def test_integer_bounds_are_integers(document: dict[str, Any]) -> None:
     text = json.dumps(document)
     for key in ("minimum", "maximum"):
         assert not re.search(rf'"{key}": -?\d+\.\d', text), key
+
+
+def test_response_headers_are_documented(document: dict[str, Any]) -> None:
+    """X-Request-Id on every answer, WWW-Authenticate on 401, Retry-After on 429: the
+    schemathesis run checks each documented header is there."""
+    for method, path, operation in operations(document):
+        for status, response in operation["responses"].items():
+            headers = response["headers"]
+            assert headers["X-Request-Id"]["required"], (method, path, status)
+            if status == "401":
+                assert "WWW-Authenticate" in headers, (method, path)
+            if status == "429":
+                assert "Retry-After" in headers, (method, path)

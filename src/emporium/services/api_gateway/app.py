@@ -100,6 +100,7 @@ def install_openapi(api: FastAPI) -> None:
         for path_item in schema.get("paths", {}).values():
             for operation in path_item.values():
                 _problem_responses(operation.get("responses", {}))
+                _response_headers(operation.get("responses", {}))
         schemas = schema.get("components", {}).get("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
@@ -124,6 +125,37 @@ def _problem_responses(responses: dict[str, Any]) -> None:
         is_problem = body.get("schema", {}).get("$ref") == PROBLEM_REF
         if status.isdigit() and int(status) >= 400 and is_problem:
             content[problems.PROBLEM] = content.pop("application/json")
+
+
+# Headers every answer carries (the runtime's TracingMiddleware), and those of some statuses.
+REQUEST_ID_HEADER = {
+    "description": "The request id: the client's `X-Request-Id` echoed, else a new one",
+    "schema": {"type": "string", "minLength": 1},
+    "required": True,
+}
+STATUS_HEADERS = {
+    "401": {
+        "WWW-Authenticate": {
+            "description": '`Bearer realm="emporium"`',
+            "schema": {"type": "string", "minLength": 1},
+            "required": True,
+        }
+    },
+    "429": {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying",
+            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            "required": True,
+        }
+    },
+}
+
+
+def _response_headers(responses: dict[str, Any]) -> None:
+    for status, response in responses.items():
+        headers = response.setdefault("headers", {})
+        headers["X-Request-Id"] = dict(REQUEST_ID_HEADER)
+        headers.update({k: dict(v) for k, v in STATUS_HEADERS.get(status, {}).items()})
 
 
 def _exact_bounds(node: Any) -> None:

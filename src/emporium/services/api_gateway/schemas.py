@@ -26,8 +26,8 @@ SEMANTIC_FIELDS = "x-emporium-semantic-fields"
 
 class RequestModel(BaseModel):
     """Base of request bodies: unknown fields are an error naming the field, so a typo
-    (`qty` for `quantity`) is a 400 instead of being silently ignored. Integer fields use
-    `JsonInt`, so their types are JSON Schema's."""
+    (`qty` for `quantity`) is a 400 instead of being silently ignored. Integer fields end in
+    `constraints.JSON_INTEGER`, so their types are JSON Schema's."""
 
     model_config = ConfigDict(extra="forbid")
 
