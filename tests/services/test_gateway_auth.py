@@ -6,7 +6,6 @@ a client's mistake, and `X-Request-Id` on every response of the running app."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import grpc
 import httpx
@@ -23,7 +22,6 @@ from tests.services.gateway_doubles import (
     Doubles,
     bearer,
     gateway_client,
-    serve_doubles,
 )
 
 PROBLEM = "application/problem+json"
@@ -53,18 +51,6 @@ ADMIN_ROUTES = [
 
 def route_id(route: tuple[str, str]) -> str:
     return f"{route[0]} {route[1]}"
-
-
-@pytest.fixture
-async def doubles() -> AsyncIterator[Doubles]:
-    async with serve_doubles() as running:
-        yield running
-
-
-@pytest.fixture
-async def client(doubles: Doubles) -> AsyncIterator[httpx.AsyncClient]:
-    async with gateway_client(doubles.targets()) as http:
-        yield http
 
 
 def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:

@@ -4,8 +4,6 @@ identity each backend call carries, and how backend errors come back as problem+
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
@@ -19,8 +17,6 @@ from tests.services.gateway_doubles import (
     SHOPPER_TOKEN,
     Doubles,
     bearer,
-    gateway_client,
-    serve_doubles,
 )
 
 ADMIN = bearer(ADMIN_TOKEN)
@@ -31,18 +27,6 @@ PRODUCT_FIELDS = {
     "image_urls", "created_at", "updated_at",
 }  # fmt: skip
 ADDRESS = {"line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "de"}
-
-
-@pytest.fixture
-async def doubles() -> AsyncIterator[Doubles]:
-    async with serve_doubles() as running:
-        yield running
-
-
-@pytest.fixture
-async def client(doubles: Doubles) -> AsyncIterator[httpx.AsyncClient]:
-    async with gateway_client(doubles.targets()) as http:
-        yield http
 
 
 def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:

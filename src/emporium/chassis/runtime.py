@@ -331,7 +331,7 @@ def http_app(app: ServiceApp) -> Any:
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
-    from starlette.routing import Mount, Route
+    from starlette.routing import Route
 
     from emporium.chassis.metrics import HttpMetricsMiddleware, render_metrics
     from emporium.chassis.tracing import TracingMiddleware
@@ -345,8 +345,25 @@ def http_app(app: ServiceApp) -> Any:
         body = {"status": "ok" if ok else "fail", "service": app.name, "checks": checks}
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    routes: list[Any] = [Route("/metrics", metrics), Route("/healthz", healthz)]
+    inner: Any = Starlette(routes=[Route("/metrics", metrics), Route("/healthz", healthz)])
     if app.http_app is not None:
-        routes.append(Mount("/", app.http_app))
-    inner = Starlette(routes=routes)
+        inner = RuntimePathsFirst(inner, app.http_app)
     return TracingMiddleware(HttpMetricsMiddleware(inner, app.name), app.name)
+
+
+RUNTIME_PATHS = frozenset({"/metrics", "/healthz"})
+
+
+class RuntimePathsFirst:
+    """`/metrics` and `/healthz` go to the runtime's routes, every other request to the
+    service's own app, whatever its path. (Not a `Mount("/")`: its `.*` does not match a
+    percent-encoded newline, so such a path got a bare `text/plain` 404 that never reached
+    the service's own error handling.)"""
+
+    def __init__(self, runtime: Any, service_app: Any) -> None:
+        self.runtime = runtime
+        self.service_app = service_app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        own = scope["type"] == "lifespan" or scope.get("path") in RUNTIME_PATHS
+        await (self.runtime if own else self.service_app)(scope, receive, send)

@@ -39,6 +39,11 @@ DEFAULT_RANGE: Final = timedelta(days=30)
 DEFAULT_LIMIT: Final = 20
 MAX_LIMIT: Final = 100
 MAX_BUCKETS: Final = 24 * 92  # an hourly series over a quarter
+# What the fact tables can hold (ClickHouse's DateTime64 spans 1900-2299). No fact is older
+# than the epoch, so a range reaching past these bounds is clamped to them: the report is
+# the same, and the store is never asked for a time it cannot represent.
+STORE_EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
+STORE_LATEST: Final = datetime(2200, 1, 1, tzinfo=UTC)
 DEFAULT_CURRENCY: Final = "USD"
 # `low-stock` lists alerts, not a ranking: more per page (the gateway allows up to 1000).
 LOW_STOCK_DEFAULT_LIMIT: Final = 100
@@ -284,21 +289,26 @@ def parse_report_params(
     *,
     default_limit: int = DEFAULT_LIMIT,
     max_limit: int = MAX_LIMIT,
+    bucketed: bool = False,
 ) -> ReportParams:
-    """`from`, `to` (RFC 3339; default the 30 days up to `now`), `granularity`
-    (`hour`|`day`, default `day`), `limit` (1..`max_limit`, default `default_limit`: 1..100
-    and 20 unless a report says otherwise), `currency` (ISO 4217, default USD). Every problem
-    is reported at once, each naming its query parameter."""
+    """`from`, `to` (RFC 3339; default the 30 days up to `now`; clamped to what the store
+    holds), `granularity` (`hour`|`day`, default `day`; when `bucketed`, the range may span
+    at most MAX_BUCKETS of them), `limit` (1..`max_limit`, default `default_limit`: 1..100
+    and 20 unless a report says otherwise), `currency` (ISO 4217, default USD). Every
+    problem is reported at once, each naming its query parameter."""
     errors: list[FieldError] = []
     until = _time(params, "to", errors) or _utc(now)
-    since = _time(params, "from", errors) or until - DEFAULT_RANGE
-    if since > until:
+    since = _time(params, "from", errors)
+    if since is not None and since > until:
         errors.append(FieldError("from", "must not be after to"))
+    until = _clamp(until)
+    since = _clamp(until - DEFAULT_RANGE if since is None else since)
     granularity = params.get("granularity") or "day"
     if granularity not in GRANULARITIES:
         errors.append(FieldError("granularity", "one of hour, day"))
-    elif (until - since) / _STEP[granularity] > MAX_BUCKETS:
-        errors.append(FieldError("granularity", f"at most {MAX_BUCKETS} buckets; use day"))
+    elif bucketed and (until - since) / _STEP[granularity] > MAX_BUCKETS:
+        hint = "; use day" if granularity == "hour" else ""
+        errors.append(FieldError("granularity", f"at most {MAX_BUCKETS} buckets{hint}"))
     limit = _limit(params.get("limit"), errors, default_limit, max_limit)
     currency = (params.get("currency") or DEFAULT_CURRENCY).upper()
     if not re.fullmatch(r"[A-Z]{3}", currency):
@@ -309,6 +319,10 @@ def parse_report_params(
     return ReportParams(since, until, gran, limit, currency)
 
 
+def _clamp(moment: datetime) -> datetime:
+    return min(max(moment, STORE_EARLIEST), STORE_LATEST)
+
+
 def _time(params: Mapping[str, str | None], name: str, errors: list[FieldError]) -> datetime | None:
     raw = (params.get(name) or "").strip()
     if not raw:
@@ -316,10 +330,14 @@ def _time(params: Mapping[str, str | None], name: str, errors: list[FieldError])
     # An unencoded `+` in a query string arrives as a space: `...T10:00:00 02:00`.
     text = _SPACED_OFFSET.sub(r"+\1", raw).replace("Z", "+00:00").replace("z", "+00:00")
     try:
-        return _utc(datetime.fromisoformat(text))
+        moment = datetime.fromisoformat(text)
     except ValueError:
         errors.append(FieldError(name, "an RFC 3339 time, e.g. 2024-03-01T00:00:00Z"))
         return None
+    try:
+        return _utc(moment)
+    except OverflowError:  # year 1 with a positive offset, 9999 with a negative one
+        return STORE_EARLIEST if moment.year < STORE_EARLIEST.year else STORE_LATEST
 
 
 def _limit(raw: str | None, errors: list[FieldError], default: int, maximum: int) -> int:

@@ -111,21 +111,76 @@ def install_openapi(api: FastAPI) -> None:
         for path_item in schema.get("paths", {}).values():
             for operation in path_item.values():
                 _problem_responses(operation.get("responses", {}))
+                _response_headers(operation.get("responses", {}))
         schemas = schema.get("components", {}).get("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
+        _exact_bounds(schema)
         api.openapi_schema = schema
         return schema
 
     api.openapi = openapi  # type: ignore[method-assign]
 
 
+PROBLEM_REF = "#/components/schemas/Problem"
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
 def _problem_responses(responses: dict[str, Any]) -> None:
+    """Error answers are problem+json, except those documented with another model (the
+    health routes' 503 is their usual body)."""
     responses.pop("422", None)
     for status, response in responses.items():
         content = response.get("content", {})
-        if status.isdigit() and int(status) >= 400 and "application/json" in content:
+        body = content.get("application/json", {})
+        is_problem = body.get("schema", {}).get("$ref") == PROBLEM_REF
+        if status.isdigit() and int(status) >= 400 and is_problem:
             content[problems.PROBLEM] = content.pop("application/json")
+
+
+# Headers every answer carries (the runtime's TracingMiddleware), and those of some statuses.
+REQUEST_ID_HEADER = {
+    "description": "The request id: the client's `X-Request-Id` echoed, else a new one",
+    "schema": {"type": "string", "minLength": 1},
+    "required": True,
+}
+STATUS_HEADERS = {
+    "401": {
+        "WWW-Authenticate": {
+            "description": '`Bearer realm="emporium"`',
+            "schema": {"type": "string", "minLength": 1},
+            "required": True,
+        }
+    },
+    "429": {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying",
+            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            "required": True,
+        }
+    },
+}
+
+
+def _response_headers(responses: dict[str, Any]) -> None:
+    for status, response in responses.items():
+        headers = response.setdefault("headers", {})
+        headers["X-Request-Id"] = dict(REQUEST_ID_HEADER)
+        headers.update({k: dict(v) for k, v in STATUS_HEADERS.get(status, {}).items()})
+
+
+def _exact_bounds(node: Any) -> None:
+    """FastAPI's OpenAPI model stores `minimum`/`maximum` as floats (`100.0`); write whole
+    numbers back as integers, so an integer schema's bounds read as integers."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in _BOUNDS and isinstance(value, float) and value.is_integer():
+                node[key] = int(value)
+            else:
+                _exact_bounds(value)
+    elif isinstance(node, list):
+        for item in node:
+            _exact_bounds(item)
 
 
 async def build(settings: ServiceSettings) -> ServiceApp:
