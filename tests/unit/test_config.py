@@ -62,3 +62,28 @@ def test_grpc_target_defaults_to_loopback_and_can_be_overridden():
 def test_unknown_service_is_refused():
     with pytest.raises(KeyError):
         load_settings("warehouse", {})
+
+
+def test_outbox_relay_is_builtin_unless_switched_off_platform_wide_or_per_service():
+    assert load_settings("order", {}).outbox_relay == "builtin"
+    env = {"EMPORIUM_OUTBOX_RELAY": "off"}
+    assert load_settings("order", env).outbox_relay == "off"
+    assert load_settings("user", env).outbox_relay == "off"
+    env["EMPORIUM_USER_OUTBOX_RELAY"] = "builtin"
+    assert load_settings("user", env).outbox_relay == "builtin"
+    assert load_settings("order", {"EMPORIUM_ORDER_OUTBOX_RELAY": "off"}).outbox_relay == "off"
+    assert load_settings("user", {"EMPORIUM_ORDER_OUTBOX_RELAY": "off"}).outbox_relay == "builtin"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"EMPORIUM_OUTBOX_RELAY": "debezium"}, "EMPORIUM_OUTBOX_RELAY"),
+        ({"EMPORIUM_ORDER_OUTBOX_RELAY": "no"}, "EMPORIUM_ORDER_OUTBOX_RELAY"),
+    ],
+)
+def test_a_bad_outbox_relay_value_names_the_variable_that_holds_it(env, variable):
+    with pytest.raises(ConfigError) as info:
+        load_settings("order", env)
+    assert str(info.value).startswith(f"{variable}:")
+    assert "builtin" in str(info.value)
