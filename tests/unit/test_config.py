@@ -116,3 +116,28 @@ def test_only_emporium_variables_change_a_service(name, tmp_path, monkeypatch):
         "",
         "INFO",
     )
+
+
+def test_outbox_relay_is_builtin_unless_switched_off_platform_wide_or_per_service():
+    assert load_settings("order", {}).outbox_relay == "builtin"
+    env = {"EMPORIUM_OUTBOX_RELAY": "off"}
+    assert load_settings("order", env).outbox_relay == "off"
+    assert load_settings("user", env).outbox_relay == "off"
+    env["EMPORIUM_USER_OUTBOX_RELAY"] = "builtin"
+    assert load_settings("user", env).outbox_relay == "builtin"
+    assert load_settings("order", {"EMPORIUM_ORDER_OUTBOX_RELAY": "off"}).outbox_relay == "off"
+    assert load_settings("user", {"EMPORIUM_ORDER_OUTBOX_RELAY": "off"}).outbox_relay == "builtin"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"EMPORIUM_OUTBOX_RELAY": "debezium"}, "EMPORIUM_OUTBOX_RELAY"),
+        ({"EMPORIUM_ORDER_OUTBOX_RELAY": "no"}, "EMPORIUM_ORDER_OUTBOX_RELAY"),
+    ],
+)
+def test_a_bad_outbox_relay_value_names_the_variable_that_holds_it(env, variable):
+    with pytest.raises(ConfigError) as info:
+        load_settings("order", env)
+    assert str(info.value).startswith(f"{variable}:")
+    assert "builtin" in str(info.value)

@@ -10,12 +10,17 @@ Only `EMPORIUM_*` variables are read, and only by `load_settings`: `ServiceSetti
 plain pydantic model, not a pydantic-settings `BaseSettings`, which would also pick up bare
 names (`DATABASE_URL`, `HOST`, `NAME`, `LOG_LEVEL`...) that other software on the host sets
 for its own use, and point every service at them.
+
+`EMPORIUM_<SERVICE>_OUTBOX_RELAY` (else `EMPORIUM_OUTBOX_RELAY`): `builtin` (default) runs the
+outbox relay in the service process; `off` leaves the outbox to log-tailing CDC (Debezium's
+outbox event router, docs/cdc.md), which publishes the same messages from the WAL.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -32,6 +37,8 @@ SCHEMES: dict[str, tuple[str, ...]] = {
     "olap_url": ("chdb", "clickhouse", "clickhouses"),
     "blob_url": ("file", "s3"),
 }
+# Settings that, like the URLs, fall back to a platform-wide `EMPORIUM_<NAME>`.
+PLATFORM_WIDE = (*SCHEMES, "outbox_relay")
 
 
 class ConfigError(Exception):
@@ -57,6 +64,8 @@ class ServiceSettings(BaseModel):
     search_url: str = ""
     olap_url: str = ""
     blob_url: str = ""
+    # Who publishes the outbox: the built-in relay, or (`off`) CDC tailing the database's log.
+    outbox_relay: Literal["builtin", "off"] = "builtin"
     rpc_timeout_seconds: float = Field(default=5.0, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     log_level: str = "INFO"
@@ -127,7 +136,7 @@ def load_settings(name: str, environ: dict[str, str] | None = None) -> ServiceSe
     if "EMPORIUM_LOG_LEVEL" in env:
         values["log_level"] = env["EMPORIUM_LOG_LEVEL"]
     for field_name in ServiceSettings.model_fields:
-        if field_name in SCHEMES and f"EMPORIUM_{field_name.upper()}" in env:
+        if field_name in PLATFORM_WIDE and f"EMPORIUM_{field_name.upper()}" in env:
             values[field_name] = env[f"EMPORIUM_{field_name.upper()}"]
         if field_name in scoped and field_name != "name":
             values[field_name] = scoped[field_name]
@@ -136,7 +145,9 @@ def load_settings(name: str, environ: dict[str, str] | None = None) -> ServiceSe
     except ValidationError as exc:
         err = exc.errors()[0]
         field_name = str(err["loc"][0]) if err["loc"] else "?"
-        raise ConfigError(f"{prefix}{field_name.upper()}: {err['msg']}") from None
+        own = field_name in scoped or field_name not in PLATFORM_WIDE
+        var = f"{prefix if own else 'EMPORIUM_'}{field_name.upper()}"
+        raise ConfigError(f"{var}: {err['msg']}") from None
     for field_name, default in settings.embedded_defaults().items():
         url = getattr(settings, field_name) or default
         var = (

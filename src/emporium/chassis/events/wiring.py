@@ -5,16 +5,29 @@ outbox relay as a supervised background task, and a readiness check; every consu
 needs the bus and one background task per consumer. Keeping that in one place means no
 service can forget the relay (events would pile up unseen) or close the bus before the
 relay stops.
+
+With `EMPORIUM_OUTBOX_RELAY=off` (per service: `EMPORIUM_<SERVICE>_OUTBOX_RELAY`) the relay is
+not started: log-tailing CDC (Debezium's outbox event router, docs/cdc.md) publishes the same
+messages from the database's WAL instead. Nothing else changes: the outbox rows are written as
+before, and consumers cannot tell the two apart. Only PostgreSQL has that log to tail: `off`
+on another database stops the service at start (configuration error) rather than leaving its
+events unpublished.
 """
 
 from __future__ import annotations
 
+import logging
+
 from emporium.chassis.bus.base import EventBus
 from emporium.chassis.bus.factory import open_bus
-from emporium.chassis.db import Database
+from emporium.chassis.catalog import service
+from emporium.chassis.config import ConfigError
+from emporium.chassis.db import Database, is_postgres
 from emporium.chassis.events.consumer import EventConsumer
 from emporium.chassis.events.relay import OutboxRelay
 from emporium.chassis.runtime import ServiceApp
+
+log = logging.getLogger(__name__)
 
 
 async def open_service_bus(app: ServiceApp) -> EventBus:
@@ -25,8 +38,18 @@ async def open_service_bus(app: ServiceApp) -> EventBus:
     return bus
 
 
-def add_outbox_relay(app: ServiceApp, database: Database, bus: EventBus) -> OutboxRelay:
-    """Run the outbox relay of `database` for the life of the process."""
+def add_outbox_relay(app: ServiceApp, database: Database, bus: EventBus) -> OutboxRelay | None:
+    """Run the outbox relay of `database` for the life of the process, unless the settings
+    leave the outbox to CDC (then None: nothing runs, the rows wait for Debezium)."""
+    if app.settings.outbox_relay == "off":
+        if not is_postgres(database.engine):  # nothing could ever publish the rows
+            var = f"{service(app.name).env_prefix}OUTBOX_RELAY (or EMPORIUM_OUTBOX_RELAY)"
+            raise ConfigError(
+                f"{var}: 'off' needs a PostgreSQL database (CDC tails its WAL), "
+                f"not {database.engine.dialect.name}"
+            )
+        log.info("outbox relay off: the outbox is published by CDC", extra={"service": app.name})
+        return None
     relay = OutboxRelay(database, bus, app.name)
     app.background.append(relay.run)
     return relay
