@@ -214,8 +214,16 @@ class Shop:
                 return items
 
     def notifications(self, shopper: Shopper) -> Counter[tuple[str, str]]:
-        """(kind, order id) -> how many, from the subjects ("Order <id> received", ...)."""
-        answer = self.client.get("/notifications", params={"limit": "100"}, headers=shopper.headers)
+        """(kind, order id) -> how many, from the subjects ("Order <id> received", ...).
+        Waits out a notification-service that is restarting (it may just have been killed)."""
+
+        def fetch() -> httpx.Response | None:
+            got = self.client.get(
+                "/notifications", params={"limit": "100"}, headers=shopper.headers
+            )
+            return got if got.status_code < 500 else None
+
+        answer = eventually(fetch, "notification-service answering", 60)
         assert answer.status_code == 200, answer.text
         counts: Counter[tuple[str, str]] = Counter()
         for item in answer.json()["items"]:

@@ -340,6 +340,7 @@ def test_concurrent_shoppers_while_processes_are_killed(run: Run) -> None:
     chaos.join()
     load_seconds = time.monotonic() - started
     assert not errors, errors
+    wait_healthy()  # every killed process is back
 
     mine = [p for p in run.placed if p.shopper in shoppers]
     answered = [p for p in mine if p.answer.status_code in (201, 202)]

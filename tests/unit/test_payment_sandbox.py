@@ -17,6 +17,7 @@ from emporium.sandbox.payments.ledger import (
     SandboxError,
     Status,
 )
+from emporium.services.payment.provider import HttpPaymentProvider
 
 
 class Clock:
@@ -151,3 +152,18 @@ async def test_http_faults_fail_before_or_after_the_operation(ledger: Ledger) ->
         books = (await client.get("/v1/sandbox/ledger")).json()["payments"]
         assert [(p["id"], p["captures"]) for p in books] == [("k1", 1)]
         assert (await client.get("/v1/tokens/tok_nope")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["tok_visa?x", "tok_visa/", "tok_visa#", "\x00tok", "tok\nvisa", "tökén", "../tok_visa"],
+)
+async def test_odd_tokens_are_simply_unknown_never_an_error(ledger: Ledger, token: str) -> None:
+    """A token is put in a URL path: quoted, and never mistaken for a known one."""
+    transport = httpx.ASGITransport(app=create_app(ledger))
+    provider = HttpPaymentProvider("http://sandbox", transport=transport)
+    try:
+        assert await provider.token_known(token) is False
+        assert await provider.token_known("tok_visa") is True
+    finally:
+        await provider.close()

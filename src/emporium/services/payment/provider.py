@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any, Final
+from urllib.parse import quote
 
 import httpx
 
@@ -86,12 +87,10 @@ class HttpPaymentProvider:
 
     async def token_known(self, token: str) -> bool:
         """Whether the provider accepts `token` (no side effect)."""
-        response = await self._send("GET", f"/v1/tokens/{token}")
-        if response.status_code == 404:
-            return False
-        if response.status_code != 200:
-            raise self._refused(response)
-        return True
+        if not token.isprintable() or not token.isascii():
+            return False  # no provider token looks like that, and it cannot go in a URL
+        response = await self._send("GET", f"/v1/tokens/{quote(token, safe='')}")
+        return response.status_code == 200  # 404 (or any other "no"): not a token it knows
 
     async def charge(self, payment: Payment, timeout: float | None = None) -> ProviderAnswer:
         """Authorise and capture `payment` once (its id is the idempotency key)."""
