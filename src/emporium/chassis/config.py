@@ -53,6 +53,9 @@ class ServiceSettings(BaseSettings):
     blob_url: str = ""
     rpc_timeout_seconds: float = Field(default=5.0, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # How long published outbox rows and inbox rows are kept (events.housekeeping); at
+    # least the bus's retention. `EMPORIUM_EVENT_RETENTION_HOURS` for every service.
+    event_retention_hours: float = Field(default=168.0, gt=0)
     log_level: str = "INFO"
 
     def embedded_defaults(self) -> dict[str, str]:
@@ -120,6 +123,8 @@ def load_settings(name: str, environ: dict[str, str] | None = None) -> ServiceSe
         values["data_dir"] = env["EMPORIUM_DATA_DIR"]
     if "EMPORIUM_LOG_LEVEL" in env:
         values["log_level"] = env["EMPORIUM_LOG_LEVEL"]
+    if "EMPORIUM_EVENT_RETENTION_HOURS" in env:
+        values["event_retention_hours"] = env["EMPORIUM_EVENT_RETENTION_HOURS"]
     for field_name in ServiceSettings.model_fields:
         if field_name in SCHEMES and f"EMPORIUM_{field_name.upper()}" in env:
             values[field_name] = env[f"EMPORIUM_{field_name.upper()}"]

@@ -86,10 +86,9 @@ class EventBus(ABC):
     @abstractmethod
     async def start(self) -> None: ...
 
-    async def ensure_topics(self, names: Iterable[str]) -> None:
+    async def ensure_topics(self, names: Iterable[str]) -> None:  # noqa: B027 - optional
         """Make sure `names` exist before they are used (Kafka creates or checks them as its
         URL says; the embedded log makes a topic at its first message, so it does nothing)."""
-        return None
 
     @abstractmethod
     async def publish(self, messages: Sequence[Message]) -> None:
