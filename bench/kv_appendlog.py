@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _util import machine, percentile  # noqa: E402
-
-from emporium.chassis.kv.appendlog import AppendLog  # noqa: E402
-from emporium.chassis.kv.memory import MemoryKeyValueStore  # noqa: E402
+from _util import machine, percentile
+from emporium.chassis.kv.appendlog import AppendLog
+from emporium.chassis.kv.memory import MemoryKeyValueStore
 
 
 async def ticker(stop: asyncio.Event, lags: list[float]) -> None:
