@@ -23,8 +23,6 @@ from emporium.chassis.rpc.server import create_server
 from emporium.contracts.rpc.auth.v1 import auth_pb2, auth_pb2_grpc
 from emporium.services.auth.domain import KeySet, generate_signing_key, token_rejected
 
-NOW = datetime.now(UTC)
-
 
 @dataclass
 class KeyServer(auth_pb2_grpc.AuthServiceServicer):
@@ -49,7 +47,9 @@ class KeyServer(auth_pb2_grpc.AuthServiceServicer):
             email="ada@example.com",
         )
 
-    def token(self, subject: str = "u-1", *, now: datetime = NOW) -> str:
+    def token(self, subject: str = "u-1") -> str:
+        # Minted now, not at import: a long suite reaches this file after 15 minutes.
+        now = datetime.now(UTC)
         claims = AccessClaims.new(subject=subject, roles=["user"], session_id="s-1", now=now)
         return self.keys.sign(claims)
 
@@ -100,7 +100,11 @@ async def test_refetches_for_unknown_keys_are_rate_limited(auth: Any) -> None:
         for _ in range(3):
             with pytest.raises(DomainError) as caught:
                 await verifier.verify(
-                    stranger.sign(AccessClaims.new(subject="x", roles=[], session_id="s", now=NOW))
+                    stranger.sign(
+                        AccessClaims.new(
+                            subject="x", roles=[], session_id="s", now=datetime.now(UTC)
+                        )
+                    )
                 )
             assert caught.value.reason == "token_key_unknown"
         assert servicer.fetches == 1
@@ -110,7 +114,7 @@ async def test_refetches_for_unknown_keys_are_rate_limited(auth: Any) -> None:
 
 async def test_expired_and_garbage_tokens_are_unauthenticated(auth: Any) -> None:
     servicer, target = auth
-    later = JwksTokenVerifier(target, clock=lambda: NOW + timedelta(hours=1))
+    later = JwksTokenVerifier(target, clock=lambda: datetime.now(UTC) + timedelta(hours=1))
     try:
         with pytest.raises(DomainError) as caught:
             await later.verify(servicer.token())
