@@ -48,7 +48,7 @@ start_postgres() {
   fi
   if ! "${runas[@]}" "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     "${runas[@]}" "$bin/pg_ctl" -D "$data" -l "$work/pg.log" -w \
-      -o "-p $PG_PORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >&2
+      -o "-p $PG_PORT -k $work -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300 -c wal_level=logical" start >&2
   fi
   "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U emporium -d postgres -tAc \
     "SELECT 1 FROM pg_database WHERE datname='emporium_test'" | grep -q 1 ||

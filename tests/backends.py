@@ -20,6 +20,8 @@ REAL_BACKENDS: dict[str, str] = {
     "s3": "EMPORIUM_TEST_S3_URL",
     "elasticsearch": "EMPORIUM_TEST_ELASTICSEARCH_URL",
     "clickhouse": "EMPORIUM_TEST_CLICKHOUSE_URL",
+    # not a server but the command that runs Debezium on the outboxes (tests/cdc_support.py)
+    "debezium": "EMPORIUM_TEST_DEBEZIUM_LAUNCHER",
 }
 
 # Servers that cannot be installed from this machine's registries: their tests still skip
@@ -43,7 +45,9 @@ def backend_url(name: str) -> str:
             f"(README, support table); point {var} at one to run these tests"
         )
     else:
-        script = ".ci/mongodb.sh" if name == "mongodb" else ".ci/backends.sh"
+        script = {"mongodb": ".ci/mongodb.sh", "debezium": ".ci/debezium.sh"}.get(
+            name, ".ci/backends.sh"
+        )
         reason = f'no real {name} server: set {var} (`eval "$({script} start)"`)'
     if require_real_backends() and name not in NOT_INSTALLABLE:
         pytest.fail(f"EMPORIUM_REQUIRE_REAL_BACKENDS=1 but {reason}")

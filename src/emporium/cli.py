@@ -1,5 +1,5 @@
 """The `emporium` command: `up` (the whole platform), `run <service>` (one process),
-`migrate [service ...]` (apply Alembic migrations)."""
+`migrate [service ...]` (apply Alembic migrations), `sagas list|retry|cancel` (operators)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from emporium.chassis.catalog import service
+from emporium.chassis.catalog import PAYMENT_SANDBOX, service
 from emporium.chassis.config import ConfigError, load_settings
 
 RELATIONAL = ("user", "order", "product", "payment", "inventory", "auth")
@@ -50,12 +50,23 @@ def main(argv: list[str] | None = None) -> int:
     up_p.add_argument(
         "--no-demo", action="store_true", help="do not load the demo catalog on first start"
     )
-    run_p = sub.add_parser("run", help="run one service in the foreground")
+    run_p = sub.add_parser(
+        "run", help="run one service (or payment-sandbox, the built-in provider) in the foreground"
+    )
     run_p.add_argument("service")
     mig_p = sub.add_parser("migrate", help="apply database migrations")
     mig_p.add_argument("services", nargs="*")
-    args = parser.parse_args(argv)
+    from emporium import operator
 
+    operator.add_parser(sub)
+    args = parser.parse_args(argv)
+    if args.command == "sagas":
+        return operator.main(args)
+
+    if args.command == "run" and args.service.replace("-", "_") == PAYMENT_SANDBOX.name:
+        from emporium.sandbox.payments.app import run_sandbox
+
+        return run_sandbox()
     if args.command == "run":
         from emporium.chassis.runtime import run_service
 

@@ -86,13 +86,18 @@ def product_image(product: DemoProduct, size: int = 512) -> bytes:
 
 
 async def _send(
-    client: httpx.AsyncClient, method: str, url: str, ok: tuple[int, ...] = (), **kwargs: Any
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    ok: tuple[int, ...] = (),
+    retry_on: tuple[int, ...] = (429, 503),
+    **kwargs: Any,
 ) -> httpx.Response:
     """One call, politely retried when the gateway says 429 (its per-client rate limit
     applies to us too) or 503 (a backend restarting), honouring Retry-After."""
     for attempt in range(8):
         response = await client.request(method, url, **kwargs)
-        if response.status_code not in (429, 503):
+        if response.status_code not in retry_on:
             break
         await asyncio.sleep(float(response.headers.get("retry-after", 0.5 * 2**attempt)))
     if response.status_code not in ok:
@@ -125,10 +130,15 @@ async def _load_one(client: httpx.AsyncClient, product: DemoProduct) -> bool:
 async def load_demo_catalog(base_url: str, admin_email: str, admin_password: str) -> int:
     """Create the demo catalog through the API; returns how many products were created."""
     async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
-        login = await client.post(
-            "/api/v1/auth/login", json={"email": admin_email, "password": admin_password}
+        # also after a 504: argon2id on a machine busy starting twelve services can outlast
+        # the deadline, and logging in again is harmless
+        login = await _send(
+            client,
+            "POST",
+            "/api/v1/auth/login",
+            retry_on=(429, 503, 504),
+            json={"email": admin_email, "password": admin_password},
         )
-        login.raise_for_status()
         client.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
         gate = asyncio.Semaphore(CONCURRENCY)
         products = list(demo_products())

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import httpx
 
-from emporium.chassis.catalog import GATEWAY, SERVICES, ServiceInfo
+from emporium.chassis.catalog import GATEWAY, PAYMENT_SANDBOX, SERVICES, ServiceInfo
 from emporium.chassis.config import ConfigError
-from emporium.chassis.rpc.service_auth import load_service_secret
+from emporium.chassis.rpc.service_keys import OPERATOR, ensure_local_keys
 
 CONFIG_ERROR_EXIT = 2
 STABLE_AFTER_SECONDS = 30.0
@@ -174,7 +174,7 @@ class Supervisor:
                         if r.status_code == 200:
                             del pending[name]
                 await asyncio.sleep(0.3)
-        self.say(f"all {len(self.children)} services ready in {time.monotonic() - started:.1f}s")
+        self.say(f"all {len(self.children)} processes ready in {time.monotonic() - started:.1f}s")
         self.say(where_table(self.children))
         if self.after_ready is not None:
             await self.after_ready()
@@ -200,6 +200,14 @@ def http_port(info: ServiceInfo) -> int:
     if info is GATEWAY and os.environ.get("EMPORIUM_GATEWAY_PORT", "").isdigit():
         return int(os.environ["EMPORIUM_GATEWAY_PORT"])
     return info.http_port
+
+
+def wants_payment_sandbox(only: list[str] | None) -> bool:
+    """The built-in provider runs unless payment-service is pointed at another provider (or
+    neither payment nor the sandbox is among `only`)."""
+    if os.environ.get("EMPORIUM_PAYMENT_PROVIDER_URL"):
+        return False
+    return not only or bool({"payment", PAYMENT_SANDBOX.name, "payment-sandbox"} & set(only))
 
 
 def ensure_admin_password(data_dir: Path) -> str | None:
@@ -249,9 +257,9 @@ def demo_loader(supervisor: Supervisor, data_dir: Path) -> Callable[[], Awaitabl
 def up(data_dir: Path, only: list[str] | None = None, demo: bool = True) -> int:
     """Run every service (or `only` these) until Ctrl-C; load the demo catalog once."""
     os.environ.setdefault("EMPORIUM_DATA_DIR", str(data_dir))
-    try:  # created here once, so the services starting together find it
-        load_service_secret(data_dir)
-    except ConfigError as exc:
+    try:  # every identity's key pair, created here once, so nobody waits for another's
+        ensure_local_keys(data_dir, [*(s.name for s in SERVICES), OPERATOR], os.environ)
+    except (ConfigError, OSError) as exc:
         print(f"[emporium] configuration error: {exc}", file=sys.stderr)
         return 2
     generated = ensure_admin_password(data_dir)
@@ -262,6 +270,8 @@ def up(data_dir: Path, only: list[str] | None = None, demo: bool = True) -> int:
             flush=True,
         )
     services = [s for s in SERVICES if not only or s.name in only]
+    if wants_payment_sandbox(only):
+        services.append(PAYMENT_SANDBOX)
     supervisor = Supervisor(services, data_dir / "log")
     if demo and not only:
         supervisor.after_ready = demo_loader(supervisor, data_dir)

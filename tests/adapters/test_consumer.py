@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from emporium.chassis.backoff import Backoff
 from emporium.chassis.bus.base import EventBus, Message
 from emporium.chassis.bus.factory import open_bus
 from emporium.chassis.db import Database, UnitOfWork
-from emporium.chassis.events.consumer import Backoff, EventConsumer, dead_letter_topic
+from emporium.chassis.events.consumer import EventConsumer, dead_letter_topic
 from emporium.chassis.events.envelope import Event, from_delivery, to_message
 from emporium.chassis.runtime import StopSignal
 from tests.backends import backend_url

@@ -106,6 +106,17 @@ async def test_published_outbox_rows_and_inbox_rows_past_the_retention_are_prune
     assert await housekeeper(database).prune_once() == Pruned(0, 0)  # nothing left to do
 
 
+async def test_with_cdc_publishing_outbox_rows_are_pruned_by_age_alone(database: Database) -> None:
+    """`EMPORIUM_OUTBOX_RELAY=off`: Debezium publishes from the WAL and never sets
+    `published_at`, so age decides (the WAL keeps the insert for the slot)."""
+    await seed(database)
+
+    pruned = await housekeeper(database, published_by_cdc=True).prune_once()
+
+    assert pruned == Pruned(outbox=12, inbox=9)  # every row created before the cutoff
+    assert await count(database, OUTBOX_TABLE) == 2  # the two created after it
+
+
 async def test_pruning_goes_in_batches_of_at_most_batch_size(database: Database) -> None:
     await seed(database)
     deletes: list[int] = []

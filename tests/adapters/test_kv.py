@@ -142,10 +142,42 @@ async def test_concurrent_incr_loses_no_update(kv: KeyValueStore) -> None:
     assert await kv.get("n") == b"50"
 
 
+async def test_incr_with_ttl_starts_a_window_once_and_never_extends_it(
+    kv: KeyValueStore,
+) -> None:
+    assert await kv.incr_with_ttl("window", ttl=100) == (1, pytest.approx(100, abs=1))
+    await kv.expire("window", 50)  # later increments keep whatever TTL the key has
+    value, left = await kv.incr_with_ttl("window", ttl=100, by=2)
+    assert value == 3
+    assert 45 < left <= 50
+    remaining = await kv.ttl("window")
+    assert remaining is not None
+    assert remaining <= 50
+    await kv.set("plain", "7")  # an existing counter without a TTL gets one
+    assert (await kv.incr_with_ttl("plain", ttl=1))[0] == 8
+    assert await _wait_gone(kv, "plain")
+    assert (await kv.incr_with_ttl("plain", ttl=100))[0] == 1  # a new window after expiry
+    with pytest.raises(ValueError):
+        await kv.incr_with_ttl("window", ttl=0)
+
+
+async def test_concurrent_incr_with_ttl_gives_every_caller_its_own_count(
+    kv: KeyValueStore,
+) -> None:
+    """What the login throttle relies on: fifty concurrent attempts see 1..50, each once,
+    so exactly the first N can be let through, whatever the interleaving."""
+    results = await asyncio.gather(*(kv.incr_with_ttl("attempts", ttl=60) for _ in range(50)))
+    assert sorted(value for value, _ in results) == list(range(1, 51))
+    assert all(0 < left <= 60 for _, left in results)
+    assert await kv.get("attempts") == b"50"
+
+
 async def test_wrong_kind_of_value_raises_kv_type_error(kv: KeyValueStore) -> None:
     await kv.set("text", "abc")
     with pytest.raises(KVTypeError):
         await kv.incr("text")
+    with pytest.raises(KVTypeError):
+        await kv.incr_with_ttl("text", ttl=10)
     with pytest.raises(KVTypeError):
         await kv.hget("text", "f")
     await kv.sadd("members", "a")

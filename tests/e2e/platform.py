@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from emporium.chassis.catalog import SERVICES
+from emporium.chassis.catalog import PAYMENT_SANDBOX, SERVICES
 
 GATEWAY = "http://127.0.0.1:8080"
 START_TIMEOUT_SECONDS = 180.0
@@ -35,7 +35,7 @@ class Platform:
 
 
 def ports() -> list[int]:
-    found: list[int] = []
+    found: list[int] = [PAYMENT_SANDBOX.http_port]
     for s in SERVICES:
         found.append(s.http_port)
         if s.grpc_port:

@@ -51,6 +51,7 @@ from emporium.contracts.rpc.recommendation.v1 import (
 from emporium.contracts.rpc.search.v1 import search_pb2, search_pb2_grpc
 from emporium.contracts.rpc.user.v1 import user_pb2, user_pb2_grpc
 from emporium.services.api_gateway.app import close_api, create_api
+from emporium.services.api_gateway.forwarded import TrustedProxies
 from emporium.services.api_gateway.ratelimit import RateLimits
 
 ADMIN_TOKEN = "admin-token"
@@ -102,6 +103,7 @@ class AuthDouble(auth_pb2_grpc.AuthServiceServicer):
             OTHER_TOKEN: (OTHER_ID, ("user",)),
         }
         self.refresh_tokens: dict[str, str] = {}  # token -> user id (current ones)
+        self.sessions: dict[str, str] = {}  # refresh token -> its access token
         self.used_refresh: set[str] = set()
         self.failed_logins_limit = 1000
 
@@ -119,7 +121,9 @@ class AuthDouble(auth_pb2_grpc.AuthServiceServicer):
     async def Login(self, request: Any, context: Any) -> auth_pb2.TokenPair:
         self.rec.record("Login", request)
         if self.rec.count("Login") > self.failed_logins_limit:
-            raise DomainError("locked", ErrorCode.RESOURCE_EXHAUSTED, "too_many_attempts")
+            raise DomainError(
+                "locked", ErrorCode.RESOURCE_EXHAUSTED, "too_many_attempts", retry_after=123.4
+            )
         account = self.accounts.get(request.email.strip().lower())
         if account is None or account[1] != request.password:
             raise unauthenticated("invalid email or password")
@@ -130,6 +134,7 @@ class AuthDouble(auth_pb2_grpc.AuthServiceServicer):
         access, refresh = f"at-{n}", f"rt-{n}"
         self.tokens[access] = (user_id, ("user",))
         self.refresh_tokens[refresh] = user_id
+        self.sessions[refresh] = access
         return auth_pb2.TokenPair(
             access_token=access, refresh_token=refresh, token_type="bearer", expires_in=900
         )
@@ -147,6 +152,13 @@ class AuthDouble(auth_pb2_grpc.AuthServiceServicer):
 
     async def Logout(self, request: Any, context: Any) -> auth_pb2.LogoutResponse:
         self.rec.record("Logout", request)
+        if request.refresh_token:
+            if request.refresh_token not in self.refresh_tokens:
+                raise DomainError("invalid", ErrorCode.UNAUTHENTICATED, "refresh_token_invalid")
+            self.refresh_tokens.pop(request.refresh_token)
+            self.tokens.pop(self.sessions.pop(request.refresh_token, ""), None)
+        elif request.access_token not in self.tokens:
+            raise DomainError("invalid token", ErrorCode.UNAUTHENTICATED, "token_invalid")
         self.tokens.pop(request.access_token, None)
         return auth_pb2.LogoutResponse()
 
@@ -534,10 +546,13 @@ async def serve_doubles() -> AsyncIterator[Doubles]:
 
 @contextlib.asynccontextmanager
 async def gateway_client(
-    targets: dict[str, str], limits: RateLimits | None = None
+    targets: dict[str, str],
+    limits: RateLimits | None = None,
+    trusted_proxies: TrustedProxies | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client talking to `create_api(targets)` in-process (httpx over ASGI)."""
-    api = create_api(targets, limits)
+    """An HTTP client talking to `create_api(targets)` in-process (httpx over ASGI; the
+    peer address is 127.0.0.1)."""
+    api = create_api(targets, limits, trusted_proxies)
     transport = httpx.ASGITransport(app=api)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:

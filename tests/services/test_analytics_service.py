@@ -255,3 +255,29 @@ async def test_bad_parameters_name_the_field(world: AnalyticsWorld) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await world.sales(**RANGE, currency="dollars")
     assert [f.field for f in domain_error_from_rpc(caught.value).fields] == ["currency"]
+
+
+async def test_far_past_and_far_future_ranges_are_reports_not_errors(world: AnalyticsWorld) -> None:
+    """The schemathesis 500: a `to` in year 73 (and offsets that leave year 1) reached chDB,
+    whose DateTime64 cannot hold it. Ranges are clamped to what the store holds."""
+    await shop(world)
+    far_past = stamp(datetime(73, 7, 18, 0, 39, 32, tzinfo=UTC))
+    assert (await world.top(to_time=far_past)) == []
+    empty = await world.sales(to_time=far_past)
+    assert (empty.orders, list(empty.series)) == (0, [])
+    year_one = stamp(datetime(1, 1, 1, tzinfo=UTC))
+    year_9999 = stamp(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC))
+    everything = await world.top(from_time=year_one, to_time=year_9999)
+    assert {p for p, _, _ in everything} == {"p-phones", "p-case"}
+
+
+async def test_a_timestamp_protobuf_cannot_represent_is_invalid_argument(
+    world: AnalyticsWorld,
+) -> None:
+    """Seconds beyond year 9999 or negative nanos: INVALID_ARGUMENT naming the field."""
+    beyond = Timestamp(seconds=10**12)
+    for call in (world.top(to_time=beyond), world.sales(from_time=Timestamp(nanos=-1))):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [f.field for f in domain_error_from_rpc(caught.value).fields] in (["to"], ["from"])

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import stat
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import grpc
+import jwt
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -29,7 +32,13 @@ from emporium.chassis.rpc.jwks import JwksTokenVerifier, ValidatingTokenVerifier
 from emporium.chassis.rpc.server import create_server
 from emporium.contracts.rpc.auth.v1 import auth_pb2, auth_pb2_grpc
 from emporium.services.auth import store
-from emporium.services.auth.domain import Argon2Parameters, KeySet, PasswordHashing
+from emporium.services.auth.domain import (
+    ACCESS_TOKEN_TTL,
+    CLOCK_SKEW_LEEWAY,
+    Argon2Parameters,
+    KeySet,
+    PasswordHashing,
+)
 from emporium.services.auth.handlers import Auth
 from emporium.services.auth.rpc import AuthServicer, LocalTokenVerifier
 from tests.backends import backend_url
@@ -75,9 +84,12 @@ class AuthWorld:
             auth_pb2.RegisterRequest(email=email, password=password, name="Ada")
         )
 
-    async def login(self, email: str, password: str = PASSWORD, client: str = "c1") -> Any:
+    async def login(
+        self, email: str, password: str = PASSWORD, client: str = "c1", timeout: float = 2.0
+    ) -> Any:
         return await self.stub.Login(
-            auth_pb2.LoginRequest(email=email, password=password, client_ip=client)
+            auth_pb2.LoginRequest(email=email, password=password, client_ip=client),
+            timeout=timeout,
         )
 
 
@@ -181,15 +193,72 @@ async def test_unknown_email_and_wrong_password_get_the_same_answer(world: AuthW
     assert (wrong.message, wrong.reason) == (unknown.message, unknown.reason)
 
 
-async def test_repeated_failures_are_throttled_per_account_and_client(world: AuthWorld) -> None:
+async def test_failures_are_throttled_per_account_whatever_the_address(world: AuthWorld) -> None:
     created = await world.register()
-    for _ in range(5):
-        assert (await rpc_error(world.login(created.email, "wrong password!!"))).code is (
-            ErrorCode.UNAUTHENTICATED
-        )
-    blocked = await rpc_error(world.login(created.email, client="c1"))
-    assert blocked.code is ErrorCode.RESOURCE_EXHAUSTED
-    assert (await world.login(created.email, client="c2")).access_token  # another client
+    for attempt in range(4):
+        await rpc_error(world.login(created.email, "wrong password!!", client=f"10.0.0.{attempt}"))
+    assert (await world.login(created.email, client="c1")).access_token  # success clears
+    for attempt in range(5):
+        err = await rpc_error(world.login(created.email, "wrong password!!", f"10.1.0.{attempt}"))
+        assert err.code is ErrorCode.UNAUTHENTICATED
+    blocked = await rpc_error(world.login(created.email, client="192.0.2.99"))  # right password
+    assert (blocked.code, blocked.reason) == (
+        ErrorCode.RESOURCE_EXHAUSTED,
+        "too_many_login_attempts",
+    )
+    assert blocked.retry_after is not None
+    assert 1 <= blocked.retry_after <= 300
+    other = await world.register()
+    assert (await world.login(other.email, client="192.0.2.99")).access_token
+
+
+def outcomes(results: list[Any]) -> dict[str, int]:
+    """How many concurrent login attempts got each answer."""
+    counts: dict[str, int] = {}
+    for result in results:
+        name = "ok"
+        if isinstance(result, grpc.aio.AioRpcError):
+            name = domain_error_from_rpc(result).reason
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+async def test_forty_concurrent_guesses_from_forty_addresses_check_five_passwords(
+    world: AuthWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All at once, each from its own address: the throttle counts before it checks, so
+    exactly five guesses reach the password check and 35 are refused (no check-then-act)."""
+    created = await world.register()
+    checked: list[str] = []
+    verify = world.auth.hashing.verify
+
+    def counting(stored: str, password: str) -> bool:
+        checked.append(password)
+        return verify(stored, password)
+
+    monkeypatch.setattr(world.auth.hashing, "verify", counting)
+    results = await asyncio.gather(
+        *(
+            world.login(created.email, f"guess {i:02d}", client=f"198.51.100.{i}", timeout=60)
+            for i in range(40)
+        ),
+        return_exceptions=True,
+    )
+    assert outcomes(results) == {"invalid_credentials": 5, "too_many_login_attempts": 35}
+    assert len(checked) == 5
+
+
+async def test_one_address_guessing_many_accounts_is_throttled(world: AuthWorld) -> None:
+    results = await asyncio.gather(
+        *(
+            world.login(f"victim-{i}@example.com", "spray password 1", "203.0.113.7", timeout=60)
+            for i in range(25)
+        ),
+        return_exceptions=True,
+    )
+    assert outcomes(results) == {"invalid_credentials": 20, "too_many_login_attempts": 5}
+    elsewhere = await world.register()
+    assert (await world.login(elsewhere.email, client="203.0.113.8")).access_token
 
 
 async def test_garbage_tokens_are_unauthenticated(world: AuthWorld) -> None:
@@ -257,6 +326,64 @@ async def test_logout_ends_the_access_and_refresh_token_at_once(world: AuthWorld
     assert (await validate(world, other.access_token)).user_id == created.user_id
 
 
+def session_id_of(access_token: str) -> str:
+    """The `sid` claim, as anyone holding the access token can read it (no key needed)."""
+    return str(jwt.decode(access_token, options={"verify_signature": False})["sid"])
+
+
+async def logout(world: AuthWorld, access: str = "", refresh_token: str = "") -> Any:
+    request = auth_pb2.LogoutRequest(access_token=access, refresh_token=refresh_token)
+    return await world.stub.Logout(request)
+
+
+async def test_a_refresh_token_forged_from_the_access_token_ends_nothing(world: AuthWorld) -> None:
+    """`<sid>.<anything>` names the session but proves nothing: Refresh and Logout refuse it
+    as invalid, and the session, its access token and its real refresh token live on."""
+    created = await world.register()
+    pair = await world.login(created.email)
+    forged = f"{session_id_of(pair.access_token)}.{secrets.token_urlsafe(32)}"
+
+    for attempt in (refresh(world, forged), logout(world, refresh_token=forged)):
+        err = await rpc_error(attempt)
+        assert (err.code, err.reason) == (ErrorCode.UNAUTHENTICATED, "refresh_token_invalid")
+
+    assert (await validate(world, pair.access_token)).user_id == created.user_id
+    rotated = await refresh(world, pair.refresh_token)
+    assert (await validate(world, rotated.access_token)).user_id == created.user_id
+
+
+async def test_logout_with_the_refresh_token_alone_ends_the_session(world: AuthWorld) -> None:
+    created = await world.register()
+    pair = await world.login(created.email)
+    other = await world.login(created.email)
+
+    await logout(world, refresh_token=pair.refresh_token)
+    await logout(world, refresh_token=pair.refresh_token)  # idempotent
+
+    assert (await rpc_error(validate(world, pair.access_token))).reason == "session_revoked"
+    assert (await rpc_error(refresh(world, pair.refresh_token))).reason == "session_revoked"
+    assert (await validate(world, other.access_token)).user_id == created.user_id
+    nothing = await rpc_error(logout(world))
+    assert nothing.code is ErrorCode.UNAUTHENTICATED
+
+
+async def test_an_expired_access_token_cannot_keep_a_session_alive(world: AuthWorld) -> None:
+    """The access token has expired (so it cannot log out by itself); the refresh token
+    ends the session anyway, even sent next to the expired access token."""
+    created = await world.register()
+    pair = await world.login(created.email)
+    later = datetime.now(UTC) + ACCESS_TOKEN_TTL + CLOCK_SKEW_LEEWAY + timedelta(minutes=1)
+    world.auth.clock = lambda: later
+
+    expired = await rpc_error(logout(world, pair.access_token))
+    assert (expired.code, expired.reason) == (ErrorCode.UNAUTHENTICATED, "token_expired")
+    await logout(world, pair.access_token, pair.refresh_token)
+
+    assert (await rpc_error(refresh(world, pair.refresh_token))).reason == "session_revoked"
+    world.auth.clock = lambda: datetime.now(UTC)
+    assert (await rpc_error(validate(world, pair.access_token))).reason == "session_revoked"
+
+
 # --- roles and the administrator ----------------------------------------------------------
 
 
@@ -314,3 +441,14 @@ def test_local_signing_key_is_created_once_private_and_reused(tmp_path: Path) ->
     configured = store.signing_key_from({store.SIGNING_KEY_FILE_VAR: str(path)}, tmp_path / "x")
     assert configured.kid == first.kid
     assert not (tmp_path / "x").exists()
+
+
+def test_login_limits_come_from_emporium_variables_or_default() -> None:
+    from emporium.chassis.config import ConfigError
+    from emporium.services.auth.app import LIMIT_PER_ADDRESS_VAR, login_limit
+
+    assert login_limit({}, LIMIT_PER_ADDRESS_VAR, 20) == 20
+    assert login_limit({LIMIT_PER_ADDRESS_VAR: " 200 "}, LIMIT_PER_ADDRESS_VAR, 20) == 200
+    for bad in ("0", "-3", "many"):
+        with pytest.raises(ConfigError, match=LIMIT_PER_ADDRESS_VAR):
+            login_limit({LIMIT_PER_ADDRESS_VAR: bad}, LIMIT_PER_ADDRESS_VAR, 20)

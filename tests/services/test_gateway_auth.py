@@ -5,7 +5,7 @@ a client's mistake, and `X-Request-Id` on every response of the running app."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
 
 import grpc
 import httpx
@@ -14,6 +14,7 @@ import pytest
 from emporium.chassis.config import load_settings
 from emporium.chassis.runtime import ServiceApp, http_app
 from emporium.services.api_gateway.app import close_api, create_api
+from emporium.services.api_gateway.forwarded import TrustedProxies
 from emporium.services.api_gateway.ratelimit import RateLimits, TokenBucketLimiter
 from tests.services.gateway_doubles import (
     ADMIN_TOKEN,
@@ -21,7 +22,6 @@ from tests.services.gateway_doubles import (
     Doubles,
     bearer,
     gateway_client,
-    serve_doubles,
 )
 
 PROBLEM = "application/problem+json"
@@ -51,18 +51,6 @@ ADMIN_ROUTES = [
 
 def route_id(route: tuple[str, str]) -> str:
     return f"{route[0]} {route[1]}"
-
-
-@pytest.fixture
-async def doubles() -> AsyncIterator[Doubles]:
-    async with serve_doubles() as running:
-        yield running
-
-
-@pytest.fixture
-async def client(doubles: Doubles) -> AsyncIterator[httpx.AsyncClient]:
-    async with gateway_client(doubles.targets()) as http:
-        yield http
 
 
 def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
@@ -134,23 +122,97 @@ async def test_client_ip_rate_limit_is_429_with_retry_after(doubles: Doubles) ->
     assert int(limited.headers["retry-after"]) >= 1
 
 
-async def test_login_is_limited_per_account_and_ip(doubles: Doubles) -> None:
-    limits = RateLimits(login_rate=0.001, login_burst=2)
+async def test_login_is_limited_per_account_and_per_address(doubles: Doubles) -> None:
+    limits = RateLimits(
+        login_rate=0.001, login_burst=2, login_address_rate=0.001, login_address_burst=4
+    )
     wrong = {"email": "shopper@example.com", "password": "not the password"}
     async with gateway_client(doubles.targets(), limits) as client:
         answers = [
             (await client.post("/api/v1/auth/login", json=wrong)).status_code for _ in range(2)
         ]
         limited = await client.post("/api/v1/auth/login", json=wrong)
-        other_account = await client.post(
-            "/api/v1/auth/login", json={"email": "other@example.com", "password": "x"}
-        )
+        others = [
+            await client.post(
+                "/api/v1/auth/login", json={"email": f"o{i}@example.com", "password": "x"}
+            )
+            for i in range(3)
+        ]
 
     assert answers == [401, 401]
     assert_problem(limited, 429)
     assert int(limited.headers["retry-after"]) >= 1
-    assert doubles.rec.count("Login") == 3  # the limited attempt never reached auth
-    assert other_account.status_code == 401
+    # other accounts from the same address: two more fit in the address's budget of four
+    assert [r.status_code for r in others] == [401, 401, 429]
+    assert doubles.rec.count("Login") == 4  # the limited attempts never reached auth
+
+
+async def test_forty_concurrent_guesses_from_forty_forwarded_addresses(doubles: Doubles) -> None:
+    """Through a trusted proxy each guess has its own client address; the account's budget
+    (ten) still caps how many reach auth."""
+    wrong = {"email": "shopper@example.com", "password": "not the password"}
+    trusted = TrustedProxies.parse("127.0.0.1")
+    async with gateway_client(doubles.targets(), trusted_proxies=trusted) as client:
+        answers = await asyncio.gather(
+            *(
+                client.post(
+                    "/api/v1/auth/login",
+                    json=wrong,
+                    headers={"X-Forwarded-For": f"198.51.100.{i}"},
+                )
+                for i in range(40)
+            )
+        )
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [401] * 10 + [429] * 30
+    assert doubles.rec.count("Login") == 10
+    seen = {request.client_ip for name, request, _ in doubles.rec.calls if name == "Login"}
+    assert len(seen) == 10
+    assert all(ip.startswith("198.51.100.") for ip in seen)
+
+
+async def test_forwarded_headers_are_ignored_unless_the_peer_is_a_trusted_proxy(
+    doubles: Doubles,
+) -> None:
+    creds = {"email": "shopper@example.com", "password": "correct horse battery"}
+    spoof = {"X-Forwarded-For": "203.0.113.5", "Forwarded": "for=203.0.113.6"}
+    async with gateway_client(doubles.targets()) as client:
+        assert (
+            await client.post("/api/v1/auth/login", json=creds, headers=spoof)
+        ).status_code == 200
+    assert doubles.rec.last("Login")[0].client_ip == "127.0.0.1"
+    other_proxy = TrustedProxies.parse("10.0.0.0/8")
+    async with gateway_client(doubles.targets(), trusted_proxies=other_proxy) as client:
+        await client.post("/api/v1/auth/login", json=creds, headers=spoof)
+    assert doubles.rec.last("Login")[0].client_ip == "127.0.0.1"
+    async with gateway_client(
+        doubles.targets(), trusted_proxies=TrustedProxies.parse("127.0.0.1")
+    ) as client:
+        await client.post("/api/v1/auth/login", json=creds, headers=spoof)
+    assert doubles.rec.last("Login")[0].client_ip == "203.0.113.6"  # Forwarded wins
+
+
+async def test_the_client_rate_limit_keys_on_the_forwarded_client(doubles: Doubles) -> None:
+    limits = RateLimits(client_rate=0.01, client_burst=2)
+    trusted = TrustedProxies.parse("127.0.0.1")
+
+    def via(ip: str) -> dict[str, str]:
+        return {"X-Forwarded-For": ip}
+
+    async with gateway_client(doubles.targets(), limits, trusted) as client:
+        first = [
+            (await client.get("/api/v1/inventory/none", headers=via("192.0.2.1"))).status_code
+            for _ in range(3)
+        ]
+        other = await client.get("/api/v1/inventory/none", headers=via("192.0.2.2"))
+    assert first == [404, 404, 429]
+    assert other.status_code == 404
+    async with gateway_client(doubles.targets(), limits) as client:  # nobody trusted
+        spoofed = [
+            (await client.get("/api/v1/inventory/none", headers=via(f"192.0.2.{i}"))).status_code
+            for i in range(3)
+        ]
+    assert spoofed == [404, 404, 429]
 
 
 async def test_auth_service_throttle_is_429_with_retry_after(
@@ -161,7 +223,7 @@ async def test_auth_service_throttle_is_429_with_retry_after(
         "/api/v1/auth/login", json={"email": "shopper@example.com", "password": "whatever"}
     )
     assert_problem(response, 429)
-    assert int(response.headers["retry-after"]) >= 1
+    assert response.headers["retry-after"] == "124"  # the rest of auth's window, rounded up
 
 
 async def test_unreachable_backend_is_503(doubles: Doubles) -> None:

@@ -4,8 +4,6 @@ identity each backend call carries, and how backend errors come back as problem+
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
@@ -19,8 +17,6 @@ from tests.services.gateway_doubles import (
     SHOPPER_TOKEN,
     Doubles,
     bearer,
-    gateway_client,
-    serve_doubles,
 )
 
 ADMIN = bearer(ADMIN_TOKEN)
@@ -31,18 +27,6 @@ PRODUCT_FIELDS = {
     "image_urls", "created_at", "updated_at",
 }  # fmt: skip
 ADDRESS = {"line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "de"}
-
-
-@pytest.fixture
-async def doubles() -> AsyncIterator[Doubles]:
-    async with serve_doubles() as running:
-        yield running
-
-
-@pytest.fixture
-async def client(doubles: Doubles) -> AsyncIterator[httpx.AsyncClient]:
-    async with gateway_client(doubles.targets()) as http:
-        yield http
 
 
 def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
@@ -135,6 +119,74 @@ async def test_logout_stops_the_token_at_once(client: httpx.AsyncClient) -> None
     assert response.status_code == 204
     assert response.content == b""
     assert_problem(await client.get("/api/v1/users/me", headers=bearer(token)), 401)
+
+
+async def test_logout_with_the_refresh_token_alone(
+    client: httpx.AsyncClient, doubles: Doubles
+) -> None:
+    """No bearer token (it may have expired): the refresh token in the body is enough, and
+    the tokens travel in the request, not as the caller (auth would refuse an expired one
+    before Logout ran)."""
+    creds = {"email": "shopper@example.com", "password": "correct horse battery"}
+    pair = (await client.post("/api/v1/auth/login", json=creds)).json()
+
+    response = await client.post(
+        "/api/v1/auth/logout", json={"refresh_token": pair["refresh_token"]}
+    )
+
+    assert response.status_code == 204
+    request, caller = doubles.rec.last("Logout")
+    assert (request.refresh_token, request.access_token) == (pair["refresh_token"], "")
+    assert not caller.is_authenticated
+    assert_problem(await client.get("/api/v1/users/me", headers=bearer(pair["access_token"])), 401)
+    refreshed = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}
+    )
+    assert_problem(refreshed, 401)
+
+
+async def test_logout_sends_both_tokens_and_a_broken_header_does_not_block_the_refresh_token(
+    client: httpx.AsyncClient, doubles: Doubles
+) -> None:
+    creds = {"email": "shopper@example.com", "password": "correct horse battery"}
+    pair = (await client.post("/api/v1/auth/login", json=creds)).json()
+    both = await client.post(
+        "/api/v1/auth/logout",
+        headers=bearer(pair["access_token"]),
+        json={"refresh_token": pair["refresh_token"]},
+    )
+    assert both.status_code == 204
+    request, _ = doubles.rec.last("Logout")
+    assert (request.access_token, request.refresh_token) == (
+        pair["access_token"],
+        pair["refresh_token"],
+    )
+    second = (await client.post("/api/v1/auth/login", json=creds)).json()
+    broken = await client.post(
+        "/api/v1/auth/logout",
+        headers={"Authorization": "Basic abc"},
+        json={"refresh_token": second["refresh_token"]},
+    )
+    assert broken.status_code == 204
+    assert doubles.rec.last("Logout")[0].access_token == ""
+
+
+async def test_logout_without_any_token_is_401_and_asks_nobody(
+    client: httpx.AsyncClient, doubles: Doubles
+) -> None:
+    for response in (
+        await client.post("/api/v1/auth/logout"),
+        await client.post("/api/v1/auth/logout", headers={"Authorization": "Basic abc"}),
+        await client.post(
+            "/api/v1/auth/logout", content=b"null", headers={"content-type": "application/json"}
+        ),
+    ):
+        assert_problem(response, 401)
+    assert doubles.rec.count("Logout") == 0
+    forged = await client.post("/api/v1/auth/logout", json={"refresh_token": "rt-nope"})
+    assert_problem(forged, 401)
+    invalid = await client.post("/api/v1/auth/logout", json={"refresh_token": ""})
+    assert_problem(invalid, 400)
 
 
 async def test_me_forwards_the_caller_identity(client: httpx.AsyncClient, doubles: Doubles) -> None:

@@ -1,13 +1,16 @@
 """order-service over a real gRPC server, with a real payment-service (its own migrated
-database) beside it, on SQLite and PostgreSQL: the checkout saga end to end (PAID with
-`order.created` and `order.completed` recorded; declined, out of stock and `tok_timeout`
-ending CANCELLED with the stock given back and nothing charged twice), Idempotency-Key
-replays, owner-only reads, cancelling a PAID order (refund + release), the recovery loop
-resuming sagas left mid-way by a crash, and `order.completed` reconciling a lost reply.
+database, the real sandbox provider over HTTP) beside it, on SQLite and PostgreSQL: the
+checkout saga end to end (PAID with `order.created` and `order.completed` recorded;
+declined, out of stock and `tok_timeout` ending CANCELLED with the stock given back and
+nothing captured twice, by the provider's own books), Idempotency-Key replays (also of an
+order answered PENDING and then refused), owner-only reads, cancelling a PAID order (refund +
+release), compensations that fail then succeed, or never succeed and park (with the
+operator's list / retry / cancel), the recovery loop resuming sagas left mid-way by a crash,
+and `order.completed` reconciling a lost reply.
 
 product-service and inventory-service are stood in for by `StubCatalog` and
 `StubInventory`, small gRPC servicers in this file (those services are tested on their
-own); the databases, the payment service and the gRPC plumbing are real.
+own); the databases, the payment service, its provider and the gRPC plumbing are real.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
+from emporium.chassis.backoff import Backoff
 from emporium.chassis.db import Database
 from emporium.chassis.errors import DomainError, ErrorCode, FieldError, conflict
 from emporium.chassis.events.envelope import Event
@@ -46,16 +50,22 @@ from emporium.services.order.domain import (
     PlaceOrder,
     price_order,
 )
-from emporium.services.order.handlers import CheckoutRunner, Orders
+from emporium.services.order.handlers import CheckoutRunner, Orders, Sagas
 from emporium.services.order.rpc import OrderServicer
-from emporium.services.order.saga import CheckoutSaga, SagaState, StepSucceeded
+from emporium.services.order.saga import CheckoutSaga, RetryPolicy, SagaState, StepSucceeded
 from emporium.services.payment import store as payment_store
-from emporium.services.payment.provider import SandboxProvider
+from emporium.services.payment.handlers import Payments
+from emporium.services.payment.provider import HttpPaymentProvider
+from tests.sandbox_support import Sandbox, running_sandbox
 from tests.services.test_payment_service import fresh_database_url, serve_payment
 
 ADA = Caller("u-ada", frozenset({"user"}))
 BOB = Caller("u-bob", frozenset({"user"}))
 ADMIN = Caller("the-admin", frozenset({"admin", "user"}))
+ORDER_SERVICE = Caller.system("order")
+OPERATOR = Caller.system("operator")
+# Compensation retries without the production pauses (the counts are the saga's own).
+QUICK = Backoff(initial=0.01, maximum=0.05)
 ADDRESS = order_pb2.ShippingAddress(
     line1="1 Analytical St", city="London", postal_code="N1 9GU", country="GB"
 )
@@ -93,6 +103,8 @@ class StubInventory(inventory_pb2_grpc.InventoryServiceServicer):
     holds: dict[str, dict[str, int]] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
+    # ReleaseStock answers PERMISSION_DENIED this many more times (as during a deploy).
+    refuse_releases: int = 0
 
     def available(self, sku: str) -> int:
         held = sum(
@@ -126,6 +138,9 @@ class StubInventory(inventory_pb2_grpc.InventoryServiceServicer):
 
     async def ReleaseStock(self, request: Any, context: Any) -> Any:
         self.calls.append(("release", request.order_id))
+        if self.refuse_releases:
+            self.refuse_releases -= 1
+            raise DomainError("not allowed right now", ErrorCode.PERMISSION_DENIED, "denied")
         if self.status.get(request.order_id) == "COMMITTED":
             for sku, qty in self.holds[request.order_id].items():
                 self.on_hand[sku] += qty
@@ -146,7 +161,7 @@ async def rpc_error(call: Awaitable[Any]) -> DomainError:
 class CheckoutWorld:
     db: Database
     payment_db: Database
-    provider: SandboxProvider
+    sandbox: Sandbox
     inventory: StubInventory
     targets: Targets
     order_target: str
@@ -161,7 +176,7 @@ class CheckoutWorld:
         return order_pb2_grpc.OrderServiceStub(channel)
 
     def payments(self) -> Any:
-        channel = create_channel(self.targets.payment, service="test", caller=ADMIN)
+        channel = create_channel(self.targets.payment, service="test", caller=ORDER_SERVICE)
         self.channels.append(channel)
         return payment_pb2_grpc.PaymentServiceStub(channel)
 
@@ -178,7 +193,7 @@ class CheckoutWorld:
             payment_token=token,
             shipping_address=ADDRESS,
         )
-        return await self.stub(caller).PlaceOrder(request)
+        return await self.stub(caller).PlaceOrder(request, timeout=15)
 
     async def outbox(self, db: Database, table: Any, topic: str) -> list[dict[str, Any]]:
         async with db.session() as session:
@@ -192,6 +207,19 @@ class CheckoutWorld:
     async def order_rows(self) -> int:
         async with self.db.session() as session:
             return int(await session.scalar(select(func.count()).select_from(store.orders)) or 0)
+
+    async def books(self) -> dict[str, dict[str, Any]]:
+        """The provider's ledger by order id (payment ids are the provider's keys)."""
+        async with self.payment_db.session() as session:
+            rows = (await session.execute(select(payment_store.payments))).all()
+        found = {row.order_id: self.sandbox.entry(row.id) for row in rows}
+        return {order_id: entry for order_id, entry in found.items() if entry is not None}
+
+    async def captures(self) -> dict[str, int]:
+        return {oid: e["captures"] for oid, e in (await self.books()).items() if e["captures"]}
+
+    def sagas(self, caller: Caller = OPERATOR) -> Any:
+        return self.stub(caller)
 
     async def saga(self, order_id: str) -> CheckoutSaga:
         async with self.db.session() as session:
@@ -215,23 +243,25 @@ async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     payment_urls = fresh_database_url("payment", request.param, tmp_path)
     db = Database(await anext(order_urls))
     payment_db = Database(await anext(payment_urls))
-    provider = SandboxProvider()
-    payment_server, payment_target = await serve_payment(payment_db, provider)
+    sandbox_context = running_sandbox(tmp_path, hang_seconds=4.0)
+    sandbox = await sandbox_context.__aenter__()
+    provider = HttpPaymentProvider(sandbox.url, timeout=2.0)
+    payment_server, payment_target = await serve_payment(Payments(payment_db, provider))
     inventory = StubInventory()
     stubs_server, stubs_target = await _serve(
         (product_pb2_grpc.add_ProductServiceServicer_to_server, StubCatalog()),
         (inventory_pb2_grpc.add_InventoryServiceServicer_to_server, inventory),
     )
     targets = Targets(stubs_target, stubs_target, payment_target)
-    remote = RemoteServices(targets, charge_timeout=0.5)
-    runner = CheckoutRunner(db, remote, stale_after=3600)
+    remote = RemoteServices(targets, charge_timeout=2.0)
+    policy = RetryPolicy(compensation_attempts=10)
+    runner = CheckoutRunner(db, remote, stale_after=3600, patient_backoff=QUICK, policy=policy)
     orders = Orders(db, remote, runner, wait_budget=10)
+    servicer = OrderServicer(orders, Sagas(db, runner))
     order_server, order_target = await _serve(
-        (order_pb2_grpc.add_OrderServiceServicer_to_server, OrderServicer(orders))
+        (order_pb2_grpc.add_OrderServiceServicer_to_server, servicer)
     )
-    world = CheckoutWorld(
-        db, payment_db, provider, inventory, targets, order_target, runner, orders
-    )
+    world = CheckoutWorld(db, payment_db, sandbox, inventory, targets, order_target, runner, orders)
     try:
         yield world
     finally:
@@ -243,6 +273,8 @@ async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         await remote.close()
         for server in (order_server, stubs_server, payment_server):
             await server.stop(None)
+        await provider.close()
+        await sandbox_context.__aexit__(None, None, None)
         await db.close()
         await payment_db.close()
         await order_urls.aclose()
@@ -263,7 +295,7 @@ async def test_checkout_ends_paid_with_both_events(world: CheckoutWorld) -> None
     ]
     assert world.inventory.steps(order.id) == ["reserve", "commit"]
     assert world.inventory.on_hand == {"HEAD-1": 8, "CABLE-1": 9}
-    assert world.provider.calls == [order.id]
+    assert await world.captures() == {order.id: 1}
 
     (created,) = await world.outbox(world.db, store.outbox, "order.created")
     assert (created["key"], created["user_id"], created["total"]) == (order.id, "u-ada", "109.97")
@@ -314,18 +346,42 @@ async def test_out_of_stock_is_a_409_before_anything_is_charged(world: CheckoutW
     again = await rpc_error(world.place(items=(("p-head", 11), ("p-cable", 1)), key=key))
     assert (again.code, again.reason, again.fields) == (err.code, err.reason, err.fields)
 
-    assert world.provider.calls == []
-    assert await world.order_rows() == 0  # the order was never recorded
-    assert await world.outbox(world.db, store.outbox, "order.created") == []
+    assert await world.books() == {}
+    assert await world.outbox(world.db, store.outbox, "order.created") == []  # never placed
+    (listed,) = (await world.stub().ListOrders(order_pb2.ListOrdersRequest())).items
+    assert (listed.status, listed.cancel_reason) == (
+        order_pb2.ORDER_STATUS_CANCELLED,
+        "out_of_stock",
+    )
+
+
+async def test_an_order_answered_pending_then_refused_still_exists(world: CheckoutWorld) -> None:
+    world.orders.wait_budget = 0.0  # answered PENDING (REST 202) before inventory refuses
+    placed = await world.place(items=(("p-head", 11),), key="k-late-refusal")
+    order_id = placed.order.id
+    assert placed.order.status == order_pb2.ORDER_STATUS_PENDING
+    await world.runner.wait(order_id, 10)
+    fetched = await world.stub().GetOrder(order_pb2.GetOrderRequest(order_id=order_id))
+    assert (fetched.status, fetched.cancel_reason) == (
+        order_pb2.ORDER_STATUS_CANCELLED,
+        "out_of_stock",
+    )
     listed = await world.stub().ListOrders(order_pb2.ListOrdersRequest())
-    assert list(listed.items) == []
+    assert [o.id for o in listed.items] == [order_id]
+    again = await world.place(items=(("p-head", 11),), key="k-late-refusal")
+    assert (again.order.id, again.order.status, again.replayed) == (
+        order_id,
+        order_pb2.ORDER_STATUS_CANCELLED,
+        True,
+    )  # the replay answers the order it promised, not a 409
 
 
 async def test_a_hanging_provider_ends_cancelled_and_charged_once(world: CheckoutWorld) -> None:
     order = (await world.place("tok_timeout")).order
     assert order.status == order_pb2.ORDER_STATUS_CANCELLED
     assert order.payment.status == "VOIDED"
-    assert world.provider.calls == [order.id]  # the retry found the payment, never re-sent
+    book = (await world.books())[order.id]
+    assert (book["status"], book["captures"], book["net_minor"]) == ("voided", 0, 0)
     assert world.inventory.steps(order.id)[-1] == "release"
     payment = await world.payments().GetPayment(payment_pb2.GetPaymentRequest(order_id=order.id))
     assert payment.status == payment_pb2.PAYMENT_STATUS_VOIDED
@@ -362,7 +418,7 @@ async def test_the_same_key_replays_and_a_different_body_is_refused(world: Check
     other = await rpc_error(world.place(key="k-1", items=(("p-cable", 3),)))
     assert (other.code, other.reason) == (ErrorCode.CONFLICT, "idempotency_key_reused")
     assert await world.order_rows() == 1
-    assert world.provider.calls == [first.order.id]
+    assert await world.captures() == {first.order.id: 1}
     bobs = await world.place(key="k-1", caller=BOB)  # keys are per user
     assert bobs.order.id != first.order.id
 
@@ -406,13 +462,14 @@ async def test_cancelling_a_paid_order_refunds_and_releases(world: CheckoutWorld
         order_pb2.ORDER_STATUS_CANCELLED,
         "REFUNDED",
     )
-    assert world.provider.refunds == [order.id]
+    book = (await world.books())[order.id]
+    assert (book["refunded_minor"], book["net_minor"]) == (10997, 0)
     assert world.inventory.steps(order.id) == ["reserve", "commit", "release"]
     assert world.inventory.on_hand == {"HEAD-1": 10, "CABLE-1": 10}
 
     again = await world.stub().CancelOrder(order_pb2.CancelOrderRequest(order_id=order.id))
     assert again.status == order_pb2.ORDER_STATUS_CANCELLED
-    assert world.provider.refunds == [order.id]
+    assert (await world.books())[order.id]["refunded_minor"] == 10997  # once
 
 
 # --- crash recovery and order.completed ----------------------------------------------------
@@ -480,8 +537,8 @@ async def test_the_recovery_loop_resumes_sagas_left_midway(world: CheckoutWorld)
         saga = await world.saga(order_id)
         assert (saga.state, saga.order.status.value) == (SagaState.PAID, "PAID")
         assert world.inventory.status[order_id] == "COMMITTED"
-    # The pre-crash charge was found again: each order reached the provider once.
-    assert sorted(world.provider.calls) == sorted([fresh.order_id, charging.order_id])
+    # The pre-crash charge was found again: each order was captured once.
+    assert await world.captures() == {fresh.order_id: 1, charging.order_id: 1}
     assert await restarted.recover_once() == 0
 
 
@@ -523,4 +580,69 @@ async def test_order_completed_reconciles_a_lost_charge_reply(world: CheckoutWor
     )  # the same news again under a new id (e.g. republished): the saga is past CHARGING
     assert await inbox.apply_once(GROUP, stale, world.orders.on_payment_completed)
     assert (await world.saga(saga.order_id)).version == after.version
-    assert world.provider.calls == [saga.order_id]
+    assert await world.captures() == {saga.order_id: 1}
+
+
+# --- compensations that fail: retried, parked, and the operator's way out ------------------
+
+
+async def test_a_refused_release_is_retried_until_it_succeeds(world: CheckoutWorld) -> None:
+    world.inventory.refuse_releases = 3  # PERMISSION_DENIED is not "nothing to undo"
+    order = (await world.place("tok_chargeDeclined")).order
+    assert order.status == order_pb2.ORDER_STATUS_CANCELLED
+    assert world.inventory.steps(order.id) == ["reserve"] + ["release"] * 4
+    assert world.inventory.available("HEAD-1") == 10
+
+
+async def test_a_void_the_provider_keeps_failing_is_retried_until_confirmed(
+    world: CheckoutWorld,
+) -> None:
+    await world.sandbox.fault("void", "fail", 3)
+    order = (await world.place("tok_timeout")).order
+    assert (order.status, order.payment.status) == (order_pb2.ORDER_STATUS_CANCELLED, "VOIDED")
+    book = (await world.books())[order.id]
+    assert (book["status"], book["captures"]) == ("voided", 0)
+    saga = await world.saga(order.id)
+    assert saga.payment.value == "VOIDED"
+
+
+async def test_a_compensation_that_never_succeeds_parks_and_the_operator_settles_it(
+    world: CheckoutWorld,
+) -> None:
+    def parked_total() -> float:
+        labels = {"service": "order", "saga": "checkout"}
+        return REGISTRY.get_sample_value("emporium_sagas_parked_total", labels) or 0.0
+
+    before = parked_total()
+    world.inventory.refuse_releases = 10_000
+    first = (await world.place("tok_chargeDeclined")).order
+    second = (await world.place("tok_chargeDeclined", items=(("p-cable", 1),))).order
+    for order in (first, second):
+        await world.runner.wait(order.id, 10)
+        saga = await world.saga(order.id)
+        assert saga.state is SagaState.PARKED
+        assert saga.parked_reason == "denied (10 attempts)"
+    assert parked_total() == before + 2
+
+    listed = await world.sagas().ListSagas(order_pb2.ListSagasRequest(states=["PARKED"]))
+    assert sorted(s.order_id for s in listed.sagas) == sorted([first.id, second.id])
+    assert {(s.state, s.stock, s.order_status) for s in listed.sagas} == {
+        ("PARKED", "HELD", "PENDING")
+    }
+    for stranger in (ADA, ADMIN, ORDER_SERVICE):  # the operator's, nobody else's
+        refused = await rpc_error(world.sagas(stranger).ListSagas(order_pb2.ListSagasRequest()))
+        assert refused.code is ErrorCode.PERMISSION_DENIED
+
+    world.inventory.refuse_releases = 0  # the cause is fixed: retry one
+    retried = await world.sagas().RetrySaga(order_pb2.RetrySagaRequest(order_id=first.id))
+    assert (retried.state, retried.order_status) == ("CANCELLED", "CANCELLED")
+    # The other was settled by hand: close it without sending anything more.
+    closed = await world.sagas().CancelSaga(
+        order_pb2.CancelSagaRequest(order_id=second.id, note="restocked by hand")
+    )
+    assert (closed.state, closed.cancel_reason) == ("CANCELLED", "operator: restocked by hand")
+    assert world.inventory.steps(second.id).count("release") == 10
+    again = await rpc_error(world.sagas().RetrySaga(order_pb2.RetrySagaRequest(order_id=second.id)))
+    assert (again.code, again.reason) == (ErrorCode.FAILED_PRECONDITION, "saga_not_parked")
+    left = await world.sagas().ListSagas(order_pb2.ListSagasRequest(states=["PARKED"]))
+    assert list(left.sagas) == []

@@ -22,6 +22,8 @@ from emporium.services.analytics.domain import (
     LINE_COLUMNS,
     ORDER_COLUMNS,
     PAYMENT_COLUMNS,
+    STORE_EARLIEST,
+    STORE_LATEST,
     ReportParams,
     Schema,
     buckets,
@@ -95,7 +97,41 @@ def test_bad_granularity_limit_and_currency() -> None:
 
 
 def test_hourly_series_over_a_year_is_refused() -> None:
-    assert bad({"from": "2024-01-01T00:00:00Z", "granularity": "hour"}) == {"granularity"}
+    with pytest.raises(DomainError) as caught:
+        parse_report_params(
+            {"from": "2024-01-01T00:00:00Z", "granularity": "hour"}, NOW, bucketed=True
+        )
+    assert {f.field for f in caught.value.fields} == {"granularity"}
+    assert "use day" in caught.value.fields[0].message
+
+
+def test_a_report_without_a_series_has_no_bucket_cap() -> None:
+    """top-products over ten years: no buckets, so no `granularity` 400 (it used to be one)."""
+    report = parse_report_params({"from": "2015-01-01T00:00:00Z"}, NOW)
+    assert report.since == datetime(2015, 1, 1, tzinfo=UTC)
+    with pytest.raises(DomainError) as caught:
+        parse_report_params({"from": "2015-01-01T00:00:00Z"}, NOW, bucketed=True)
+    assert "use day" not in caught.value.fields[0].message  # it is day already
+
+
+@pytest.mark.parametrize(
+    ("params", "since", "until"),
+    [
+        # The schemathesis 500: a far-past `to` (the default `from` went below year 1).
+        ({"to": "0073-07-18T00:39:32.456Z"}, STORE_EARLIEST, STORE_EARLIEST),
+        ({"to": "0001-01-05T00:00:00Z"}, STORE_EARLIEST, STORE_EARLIEST),
+        # An odd offset on year 1 (UTC is year 0) and on 9999 (UTC is year 10000).
+        ({"from": "0001-01-01T00:00:00+14:15"}, STORE_EARLIEST, NOW),
+        ({"from": "2025-01-01T00:00:00Z", "to": "9999-12-31T23:00:00-14:15"}, None, STORE_LATEST),
+    ],
+)
+def test_times_beyond_the_store_are_clamped_never_an_overflow(
+    params: dict[str, str | None], since: datetime | None, until: datetime
+) -> None:
+    report = parse_report_params(params, NOW)
+    assert report.since == (since or datetime(2025, 1, 1, tzinfo=UTC))
+    assert report.until == until
+    assert STORE_EARLIEST <= report.since <= report.until <= STORE_LATEST
 
 
 def test_limit_bounds() -> None:

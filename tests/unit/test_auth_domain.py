@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
+import secrets
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -18,6 +20,7 @@ from emporium.services.auth.domain import (
     ACCESS_TOKEN_TTL,
     CLOCK_SKEW_LEEWAY,
     REFRESH_TOKEN_TTL,
+    REMEMBERED_GENERATIONS,
     SESSION_MAX_LIFETIME,
     AccessClaims,
     AccessTokenVerifier,
@@ -25,6 +28,7 @@ from emporium.services.auth.domain import (
     FamilyStatus,
     KeySet,
     PasswordHashing,
+    Proof,
     RefreshFamily,
     RotationAccepted,
     RotationRejected,
@@ -542,3 +546,95 @@ def test_kv_ttl_follows_the_current_token():
     family, _ = RefreshFamily.start("user-1", now=NOW)
     assert family.kv_ttl(now=NOW) == REFRESH_TOKEN_TTL
     assert family.kv_ttl(now=NOW + timedelta(days=100)) == timedelta(seconds=1)
+
+
+# --- a refresh token must prove itself before anything is decided -----------------------
+
+
+def forged_from_the_session_id(family: RefreshFamily) -> str:
+    """What anyone holding an access token can build: its `sid` plus a made-up secret."""
+    return f"{family.session_id}.{secrets.token_urlsafe(32)}"
+
+
+def test_a_token_built_from_the_session_id_proves_nothing_and_revokes_nothing():
+    family, first = RefreshFamily.start("user-1", now=NOW)
+    rotated = family.rotate(first, now=NOW)
+    assert isinstance(rotated, RotationAccepted)
+    for state in (family, rotated.family):
+        forged = forged_from_the_session_id(state)
+        assert family_id_of(forged) == state.family_id  # well-formed, names the family
+        assert state.proof(forged) is Proof.NOTHING
+        result = state.rotate(forged, now=NOW + timedelta(minutes=1))
+        assert isinstance(result, RotationRejected)
+        assert result.reason == "refresh_token_invalid"
+        assert result.family == state  # nothing to persist: not revoked
+        assert result.family.is_active(now=NOW + timedelta(minutes=1))
+    again = rotated.family.rotate(rotated.token, now=NOW + timedelta(minutes=2))
+    assert isinstance(again, RotationAccepted)  # the holder of the real token goes on
+
+
+def test_proof_tells_the_current_token_from_a_used_one_and_from_a_stranger():
+    family, first = RefreshFamily.start("user-1", now=NOW)
+    tokens = [first]
+    for minute in range(3):
+        result = family.rotate(tokens[-1], now=NOW + timedelta(minutes=minute))
+        assert isinstance(result, RotationAccepted)
+        family = result.family
+        tokens.append(result.token)
+    assert family.proof(tokens[-1]) is Proof.CURRENT
+    assert [family.proof(t) for t in tokens[:-1]] == [Proof.USED] * 3
+    _, stranger = RefreshFamily.start("user-2", now=NOW)
+    assert family.proof(stranger) is Proof.NOTHING
+    assert family.proof("garbage") is Proof.NOTHING
+    assert all(t not in json.dumps(family.to_record()) for t in tokens)
+
+
+def test_only_the_last_generations_are_remembered_as_reuse():
+    family, token = RefreshFamily.start("user-1", now=NOW)
+    oldest = token
+    for _ in range(REMEMBERED_GENERATIONS + 1):
+        result = family.rotate(token, now=NOW)
+        assert isinstance(result, RotationAccepted)
+        family, token = result.family, result.token
+    assert len(family.previous_hashes) == REMEMBERED_GENERATIONS
+    assert family.proof(oldest) is Proof.NOTHING  # forgotten: invalid, never a revocation
+    forgotten = family.rotate(oldest, now=NOW)
+    assert isinstance(forgotten, RotationRejected)
+    assert (forgotten.reason, forgotten.family.status) == (
+        "refresh_token_invalid",
+        FamilyStatus.ACTIVE,
+    )
+
+
+def test_every_stored_hash_is_compared_whatever_matches(monkeypatch):
+    """Constant time: the comparison does not stop at the first match (or the first
+    mismatch), so how long it takes says nothing about which hash matched."""
+    family, token = RefreshFamily.start("user-1", now=NOW)
+    for _ in range(4):
+        result = family.rotate(token, now=NOW)
+        assert isinstance(result, RotationAccepted)
+        family, token = result.family, result.token
+    calls: list[tuple[str, str]] = []
+    real = hmac.compare_digest
+
+    def counting(a: str, b: str) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", counting)
+    for presented in (token, forged_from_the_session_id(family)):
+        calls.clear()
+        family.proof(presented)
+        assert len(calls) == 1 + len(family.previous_hashes) == 5
+
+
+def test_records_written_before_previous_hashes_existed_still_load():
+    family, token = RefreshFamily.start("user-1", now=NOW)
+    record = family.to_record()
+    del record["previous_hashes"]
+    restored = RefreshFamily.from_record(json.loads(json.dumps(record)))
+    assert restored == family
+    rotated = restored.rotate(token, now=NOW)
+    assert isinstance(rotated, RotationAccepted)
+    again = RefreshFamily.from_record(json.loads(json.dumps(rotated.family.to_record())))
+    assert again.previous_hashes == (family.current_hash,)

@@ -24,6 +24,12 @@ from emporium.contracts.rpc.auth.v1 import auth_pb2, auth_pb2_grpc
 from emporium.services.auth.domain import KeySet, generate_signing_key, token_rejected
 
 
+def now() -> datetime:
+    """Read per use, not at import: a suite running longer than a token's 15 minutes must
+    not see the tokens these tests mint as expired."""
+    return datetime.now(UTC)
+
+
 @dataclass
 class KeyServer(auth_pb2_grpc.AuthServiceServicer):
     keys: KeySet
@@ -47,10 +53,10 @@ class KeyServer(auth_pb2_grpc.AuthServiceServicer):
             email="ada@example.com",
         )
 
-    def token(self, subject: str = "u-1") -> str:
-        # Minted now, not at import: a long suite reaches this file after 15 minutes.
-        now = datetime.now(UTC)
-        claims = AccessClaims.new(subject=subject, roles=["user"], session_id="s-1", now=now)
+    def token(self, subject: str = "u-1", *, at: datetime | None = None) -> str:
+        claims = AccessClaims.new(
+            subject=subject, roles=["user"], session_id="s-1", now=at or now()
+        )
         return self.keys.sign(claims)
 
 
@@ -101,9 +107,7 @@ async def test_refetches_for_unknown_keys_are_rate_limited(auth: Any) -> None:
             with pytest.raises(DomainError) as caught:
                 await verifier.verify(
                     stranger.sign(
-                        AccessClaims.new(
-                            subject="x", roles=[], session_id="s", now=datetime.now(UTC)
-                        )
+                        AccessClaims.new(subject="x", roles=[], session_id="s", now=now())
                     )
                 )
             assert caught.value.reason == "token_key_unknown"
@@ -114,7 +118,7 @@ async def test_refetches_for_unknown_keys_are_rate_limited(auth: Any) -> None:
 
 async def test_expired_and_garbage_tokens_are_unauthenticated(auth: Any) -> None:
     servicer, target = auth
-    later = JwksTokenVerifier(target, clock=lambda: datetime.now(UTC) + timedelta(hours=1))
+    later = JwksTokenVerifier(target, clock=lambda: now() + timedelta(hours=1))
     try:
         with pytest.raises(DomainError) as caught:
             await later.verify(servicer.token())

@@ -330,7 +330,8 @@ def test_happy_checkout() -> None:
 def test_out_of_stock_cancels_before_anything_is_recorded_or_charged() -> None:
     saga, reserve = start()
     decision = saga.handle(StepRefused(reserve.step_id, "out_of_stock"), NOW)
-    assert decision.commands == []
+    assert [type(c) for c in decision.commands] == [UpdateOrder]  # the row says CANCELLED
+    assert saga.order.status is OrderStatus.CANCELLED
     assert saga.state is SagaState.CANCELLED
     assert saga.cancel_reason == "out_of_stock"
     assert not saga.order_recorded
@@ -397,7 +398,8 @@ def test_reserve_that_keeps_failing_releases_then_cancels() -> None:
     for _ in range(2):
         command = only(saga.handle(StepFailed(command.step_id, "unavailable"), NOW), ReserveStock)
     release = only(saga.handle(StepFailed(command.step_id, "unavailable"), NOW), ReleaseStock)
-    assert ok(saga, release).commands == []  # the order was never recorded
+    assert [type(c) for c in ok(saga, release).commands] == [UpdateOrder]
+    assert not saga.order_recorded  # never placed: no order.created went out
     assert (saga.state, saga.cancel_reason) == (SagaState.CANCELLED, "inventory_unavailable")
 
 
@@ -423,12 +425,43 @@ def test_failing_compensation_parks_and_the_operator_resumes_it() -> None:
     parked = saga.handle(StepFailed(command.step_id, "unavailable"), NOW)
     assert saga.state is SagaState.PARKED
     assert [type(c) for c in parked.commands] == [RaiseAlert]
+    assert saga.parked_reason == "unavailable (3 attempts)"
     assert saga.resume(NOW).ignored
     assert saga.request_cancel(NOW).ignored
     retry = only(saga.retry_parked(NOW), ReleaseStock)
     ok(saga, retry)
     assert saga.state is SagaState.CANCELLED
     assert saga.retry_parked(NOW).ignored
+
+
+def test_a_refused_compensation_is_not_taken_for_nothing_to_undo() -> None:
+    """A void answered PERMISSION_DENIED (say, during a deploy) is retried, then parked:
+    the order is never cancelled with the money possibly kept."""
+    policy = RetryPolicy(charge_attempts=1, compensation_attempts=2)
+    saga, reserve = start("tok_timeout", policy)
+    charge = only(ok(saga, reserve), Charge)
+    void = only(saga.handle(StepFailed(charge.step_id, "deadline_exceeded"), NOW), VoidPayment)
+    again = only(saga.handle(StepRefused(void.step_id, "permission_denied"), NOW), VoidPayment)
+    saga.handle(StepRefused(again.step_id, "permission_denied"), NOW)
+    assert saga.state is SagaState.PARKED
+    assert saga.order.status is OrderStatus.PENDING  # not CANCELLED: the money is unsettled
+
+
+def test_an_operator_closes_a_parked_saga_settled_by_hand() -> None:
+    policy = RetryPolicy(compensation_attempts=1)
+    saga, reserve = start("tok_chargeDeclined", policy)
+    charge = only(ok(saga, reserve), Charge)
+    release = only(saga.handle(StepRefused(charge.step_id, "card_declined"), NOW), ReleaseStock)
+    assert saga.operator_cancel("early", NOW).ignored  # not parked yet
+    saga.handle(StepFailed(release.step_id, "unavailable"), NOW)
+    assert saga.state is SagaState.PARKED
+    closed = saga.operator_cancel("stock counted by hand", NOW)
+    assert closed.remote == []
+    assert (saga.state, saga.cancel_reason) == (
+        SagaState.CANCELLED,
+        "operator: stock counted by hand",
+    )
+    assert saga.order.status is OrderStatus.CANCELLED
 
 
 def test_cancel_of_a_paid_order_refunds_and_restocks() -> None:
@@ -497,6 +530,44 @@ TTL = timedelta(minutes=10)
 
 
 @dataclass
+class ProviderBook:
+    """The provider's record of one payment key (what `emporium.sandbox` keeps)."""
+
+    token: str
+    status: str | None = None  # None: never received
+    captures: int = 0
+    net: int = 0
+
+    def charge(self) -> payment.ProviderAnswer:
+        if self.status is None:
+            if self.token == "tok_unknown":
+                return payment.ProviderAnswer(payment.ProviderStatus.DECLINED, "unknown_token")
+            self.status = {
+                "tok_visa": "captured",
+                "tok_timeout": "processing",
+            }.get(self.token, "declined")
+            if self.status == "captured":
+                self.captures, self.net = self.captures + 1, self.net + 1
+        return payment.ProviderAnswer(payment.ProviderStatus(self.status))
+
+    def complete(self) -> None:
+        if self.status == "processing":
+            self.status, self.captures, self.net = "captured", self.captures + 1, self.net + 1
+
+    def void(self) -> payment.ProviderAnswer:
+        if self.status in (None, "processing"):
+            self.status = "voided"
+        elif self.status == "captured":
+            self.status, self.net = "voided", self.net - 1
+        return payment.ProviderAnswer(payment.ProviderStatus(self.status))
+
+    def refund(self) -> payment.ProviderAnswer:
+        if self.status == "captured":
+            self.status, self.net = "refunded", self.net - 1
+        return payment.ProviderAnswer(payment.ProviderStatus(self.status or "voided"))
+
+
+@dataclass
 class World:
     """Inventory and payment services (their real domain code) plus an unreliable network."""
 
@@ -507,9 +578,7 @@ class World:
     received: dict[str, int] = field(default_factory=dict)
     reservations: dict[str, inventory.Reservation] = field(default_factory=dict)
     payments: dict[str, payment.Payment] = field(default_factory=dict)
-    provider_calls: Counter[str] = field(default_factory=Counter)
-    money: Counter[str] = field(default_factory=Counter)
-    late_approvals: list[str] = field(default_factory=list)
+    books: dict[str, ProviderBook] = field(default_factory=dict)  # the provider, per key
     completed_events: list[payment.PaymentCompleted] = field(default_factory=list)
     sagas: dict[str, CheckoutSaga] = field(default_factory=dict)
     inflight: list[tuple[str, RemoteCommand]] = field(default_factory=list)
@@ -547,57 +616,76 @@ class World:
             elif isinstance(command, Charge):
                 return self.charge(command)
             elif isinstance(command, VoidPayment):
-                request = payment.ChargeRequest(
-                    order_id, command.amount_minor, command.currency, command.payment_token
-                )
-                existing_payment = self.payments.get(order_id)
-                voided, reverse = payment.void_for_order(request, existing_payment, "pay", self.now)
-                self.payments[order_id] = voided
-                self.money[order_id] -= reverse
+                return self.void(command)
             else:
-                paid = self.payments.get(order_id)
-                if paid is None:
-                    return StepRefused(command.step_id, "no_payment")
-                self.money[order_id] -= paid.refund(self.now)
+                return self.refund(command)
         except DomainError as error:
             if error.code not in (ErrorCode.CONFLICT, ErrorCode.INVALID_ARGUMENT):
                 raise
             return StepRefused(command.step_id, error.reason)
         return StepSucceeded(command.step_id)
 
+    def ask_provider(self, paid: payment.Payment, fresh: bool = False) -> None:
+        """payment-service calls the provider for the open intent; the answer may be lost
+        (the intent stays, the reconciler asks again later)."""
+        call = paid.open_call()
+        if call is None:
+            return
+        book = self.books.setdefault(paid.id, ProviderBook(paid.token))
+        got = {
+            payment.ProviderCall.RESOLVE: book.charge,
+            payment.ProviderCall.VOID: book.void,
+            payment.ProviderCall.REFUND: book.refund,
+        }[call]()
+        if self.rng.random() < 0.2 and not fresh:
+            return  # no answer reached payment-service
+        self.completed_events += paid.apply_answer(got, self.now)
+
     def charge(self, command: Charge) -> Reply:
         request = payment.ChargeRequest(
             command.order_id, command.amount_minor, command.currency, command.payment_token
         )
-        decision = payment.start_charge(
-            request, self.payments.get(command.order_id), "pay", self.now
-        )
-        paid = self.payments[command.order_id] = decision.payment
-        if decision.call_provider:
-            self.provider_calls[command.order_id] += 1
-            token = payment.sandbox_token(command.payment_token)
-            result = payment.sandbox_result(token)
-            if result is payment.ProviderResult.APPROVED and self.rng.random() < 0.2:
-                self.late_approvals.append(command.order_id)  # the provider answers late
-            else:
-                self.provider_answer(paid, result, token.decline_reason)
+        existing = self.payments.get(command.order_id)
+        paid, call = payment.start_charge(request, existing, f"pay_{command.order_id}", self.now)
+        self.payments[command.order_id] = paid
+        if call:
+            self.ask_provider(paid)
         status = paid.status
         if status is payment.PaymentStatus.CAPTURED:
             return StepSucceeded(command.step_id)
-        if status is payment.PaymentStatus.PENDING:
-            return StepFailed(command.step_id, "payment_pending")
-        return StepRefused(command.step_id, paid.reason or status.value.lower())
+        if status in payment.NOTHING_HELD:
+            return StepRefused(command.step_id, paid.reason or status.value.lower())
+        return StepFailed(command.step_id, "payment_pending")
 
-    def provider_answer(
-        self, paid: payment.Payment, result: payment.ProviderResult, reason: str | None = None
-    ) -> None:
-        events = paid.apply_result(result, self.now, reason)
-        if result is payment.ProviderResult.APPROVED:
-            self.money[paid.order_id] += 1  # the provider took the money
-        if paid.needs_reversal:
-            paid.needs_reversal = False
-            self.money[paid.order_id] -= 1
-        self.completed_events += events
+    def void(self, command: VoidPayment) -> Reply:
+        paid = self.payments.get(command.order_id)
+        if paid is None:
+            paid = payment.void_tombstone(command.order_id, "tombstone", self.now)
+            self.payments[command.order_id] = paid
+        elif paid.request_void(self.now):
+            self.ask_provider(paid)
+        if paid.status in payment.NOTHING_HELD:
+            return StepSucceeded(command.step_id)
+        return StepFailed(command.step_id, f"payment_{paid.status.value.lower()}")
+
+    def refund(self, command: RefundPayment) -> Reply:
+        paid = self.payments.get(command.order_id)
+        if paid is None:
+            return StepFailed(command.step_id, "no_payment")
+        if paid.request_refund(self.now):
+            self.ask_provider(paid)
+        if paid.status in payment.NOTHING_HELD:
+            return StepSucceeded(command.step_id)
+        return StepFailed(command.step_id, f"payment_{paid.status.value.lower()}")
+
+    def reconcile(self) -> None:
+        """payment-service's reconciler: one attempt for every open intent; hung captures
+        at the provider may complete first."""
+        for book in self.books.values():
+            if self.rng.random() < 0.5:
+                book.complete()
+        for paid in list(self.payments.values()):
+            self.ask_provider(paid, fresh=True)
 
     # -- order-service's handler --
 
@@ -607,7 +695,7 @@ class World:
                 assert order_id not in self.recorded
                 self.recorded.add(order_id)
             elif isinstance(command, UpdateOrder):
-                assert order_id in self.recorded
+                pass  # the order row exists from the start (written at PlaceOrder)
             elif isinstance(command, RaiseAlert):
                 self.alerts += 1
             elif not isinstance(command, EmitEvent):
@@ -640,10 +728,11 @@ class World:
 
     def consume_order_completed(self) -> None:
         event = self.completed_events.pop(0)
+        if event.status not in ("captured", "declined"):
+            return  # a give-back: order-service ignores it (handlers/orders.py)
         saga = self.sagas[event.order_id]
-        self.apply(
-            event.order_id, saga.on_payment_completed(event.captured, self.now, event.reason)
-        )
+        captured = event.status == "captured"
+        self.apply(event.order_id, saga.on_payment_completed(captured, self.now, event.reason))
 
     def sweep_expired(self) -> None:
         for reservation in inventory.due_for_expiry(self.reservations.values(), self.now):
@@ -663,7 +752,9 @@ def new_world(rng: random.Random, fault_rate: float, orders: int) -> World:
         ]
         token = rng.choice(TOKENS)
         order = place(items, token, order_id=f"o{n}", key=f"k{n}")
-        policy = RetryPolicy(forward_attempts=3, charge_attempts=2, compensation_attempts=4)
+        policy = RetryPolicy(
+            forward_attempts=3, charge_attempts=2, commit_attempts=4, compensation_attempts=4
+        )
         saga, decision = CheckoutSaga.start(order, token, world.now, policy)
         world.sagas[order.id] = saga
         world.apply(order.id, decision)
@@ -679,9 +770,8 @@ def chaos(world: World, steps: int, tick_seconds: int = 8) -> None:
             world.deliver_command(faults=True)
         elif roll < 0.8 and world.replies:
             world.deliver_reply()
-        elif roll < 0.84 and world.late_approvals:
-            order_id = world.late_approvals.pop(0)
-            world.provider_answer(world.payments[order_id], payment.ProviderResult.APPROVED)
+        elif roll < 0.84:
+            world.reconcile()
         elif roll < 0.88 and world.completed_events:
             world.consume_order_completed()
         elif roll < 0.89:
@@ -700,11 +790,10 @@ def settle(world: World) -> None:
             world.deliver_command(faults=False)
         elif world.replies:
             world.deliver_reply()
-        elif world.late_approvals:
-            order_id = world.late_approvals.pop(0)
-            world.provider_answer(world.payments[order_id], payment.ProviderResult.APPROVED)
         elif world.completed_events:
             world.consume_order_completed()
+        elif any(p.open_call() for p in world.payments.values()):
+            world.reconcile()
         else:
             unfinished = [s for s in world.sagas.values() if not s.is_finished]
             if not unfinished:
@@ -736,8 +825,12 @@ def check_promises(world: World, seed: int) -> None:
         where = (seed, order_id, saga.state, saga.cancel_reason)
         assert saga.state in (SagaState.PAID, SagaState.CANCELLED), where
         assert saga.order.status.value == saga.state.value, where
-        assert world.provider_calls[order_id] <= 1, where  # charged at most once
-        assert world.money[order_id] == (1 if saga.state is SagaState.PAID else 0), where
+        book = world.books.get(f"pay_{order_id}")
+        captures, net = (book.captures, book.net) if book else (0, 0)
+        assert captures <= 1, where  # captured at most once
+        assert net == (1 if saga.state is SagaState.PAID else 0), where  # by the provider's books
+        paid = world.payments.get(order_id)
+        assert paid is None or paid.open_call() is None, where  # every intent settled
         reservation = world.reservations.get(order_id)
         if saga.state is SagaState.PAID:
             assert order_id in world.recorded, where

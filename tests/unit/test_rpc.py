@@ -25,19 +25,14 @@ from pydantic import BaseModel, Field
 
 from emporium.chassis.errors import DomainError, ErrorCode, FieldError, conflict, unauthenticated
 from emporium.chassis.logging import request_id_var
-from emporium.chassis.rpc import service_auth
 from emporium.chassis.rpc.breaker import BreakerState, CircuitBreaker
 from emporium.chassis.rpc.client import create_channel, domain_error_from_rpc
 from emporium.chassis.rpc.identity import (
-    ROLES_KEY,
-    USER_ID_KEY,
     Caller,
     acting_as,
     current_caller,
-    resolve_caller,
 )
 from emporium.chassis.rpc.server import create_server
-from emporium.chassis.rpc.service_auth import SERVICE_PROOF_KEY, ServiceProof
 from emporium.chassis.tracing import configure_tracing
 
 SERVICE = "test.Echo"
@@ -417,55 +412,6 @@ async def test_verifier_identity_wins_and_bad_tokens_are_rejected() -> None:
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
     finally:
         await server.stop(None)
-
-
-async def test_identity_headers_without_a_token_need_a_service_proof() -> None:
-    """On a verifying server, headers alone prove nothing: a forged admin is refused, an
-    anonymous call stays anonymous, and a system caller is believed only with its proof."""
-    server, address = await start_server(EchoServicer(), verifier=TableVerifier())
-    service_auth.install(ServiceProof(b"rpc-test-service-secret"))
-    try:
-        async with create_channel(address) as channel:
-            with (
-                acting_as(Caller("mallory", frozenset({"admin"}))),
-                pytest.raises(grpc.aio.AioRpcError) as forged,
-            ):
-                await call(channel, "WhoAmI")
-            assert forged.value.code() == grpc.StatusCode.UNAUTHENTICATED
-            assert json.loads(await call(channel, "WhoAmI"))["user_id"] == ""
-            with acting_as(Caller.system("order")):
-                seen = json.loads(await call(channel, "WhoAmI"))
-            assert (seen["user_id"], seen["roles"]) == ("service:order", ["system"])
-            service_auth.install(None)  # a process that cannot prove anything
-            with acting_as(Caller.system("order")), pytest.raises(grpc.aio.AioRpcError) as unproven:
-                await call(channel, "WhoAmI")
-            assert unproven.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    finally:
-        service_auth.install(None)
-        await server.stop(None)
-
-
-async def test_a_service_proof_only_vouches_for_the_service_it_names() -> None:
-    proof = ServiceProof(b"rpc-test-service-secret")
-    service_auth.install(proof)
-    try:
-        claims_payment = [
-            (USER_ID_KEY, "service:payment"),
-            (ROLES_KEY, "system"),
-            (SERVICE_PROOF_KEY, proof.issue("order")),
-        ]
-        with pytest.raises(DomainError, match="another service"):
-            await resolve_caller(claims_payment, TableVerifier())
-        claims_admin = [(USER_ID_KEY, "root"), (ROLES_KEY, "admin,system")]
-        claims_admin.append((SERVICE_PROOF_KEY, proof.issue("order")))
-        with pytest.raises(DomainError, match="service proof"):
-            await resolve_caller(claims_admin, TableVerifier())
-        foreign = ServiceProof(b"another-platform-secret").issue("order")
-        claims_order = [(USER_ID_KEY, "service:order"), (ROLES_KEY, "system")]
-        with pytest.raises(DomainError, match="invalid service proof"):
-            await resolve_caller([*claims_order, (SERVICE_PROOF_KEY, foreign)], TableVerifier())
-    finally:
-        service_auth.install(None)
 
 
 # --- trace context and metrics -------------------------------------------------------------

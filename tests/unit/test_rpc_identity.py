@@ -14,6 +14,7 @@ from emporium.chassis.rpc.identity import (
     require_admin,
     require_authenticated,
     require_owner_or_admin,
+    require_service,
     resolve_caller,
 )
 
@@ -88,3 +89,40 @@ def test_require_admin_and_authenticated() -> None:
     with pytest.raises(DomainError) as caught:
         require_authenticated()
     assert caught.value.code is ErrorCode.UNAUTHENTICATED
+
+
+async def test_a_claimed_system_identity_must_be_the_proven_calling_service() -> None:
+    system = caller_metadata(Caller.system("order"))
+    assert await resolve_caller(system, Verifier(), "order") == Caller.system("order")
+    for calling in (None, "api_gateway"):
+        with pytest.raises(DomainError) as caught:
+            await resolve_caller(system, Verifier(), calling)
+        assert caught.value.code is ErrorCode.UNAUTHENTICATED
+    claims_user = caller_metadata(Caller("alice", frozenset({"admin"})))
+    with pytest.raises(DomainError):  # a proven service still needs a token to act for alice
+        await resolve_caller(claims_user, Verifier(), "api_gateway")
+    assert await resolve_caller([], Verifier(), "api_gateway") == Caller.anonymous()
+
+
+@pytest.mark.parametrize(
+    ("caller", "allowed"),
+    [
+        (Caller.system("order"), True),
+        (Caller.system("api_gateway"), False),
+        (Caller.system("cdn"), False),
+        (ADMIN, False),
+        (Caller("service:order", frozenset({"admin"})), False),
+        (Caller.anonymous(), False),
+    ],
+    ids=["order", "gateway", "cdn", "admin", "not-system", "anonymous"],
+)
+def test_require_service_accepts_only_the_named_services_own_identity(
+    caller: Caller, allowed: bool
+) -> None:
+    with acting_as(caller):
+        if allowed:
+            assert require_service("order") is caller
+        else:
+            with pytest.raises(DomainError) as caught:
+                require_service("order")
+            assert caught.value.code in (ErrorCode.PERMISSION_DENIED, ErrorCode.UNAUTHENTICATED)

@@ -48,6 +48,10 @@ BACKENDS: tuple[ServiceInfo, ...] = (
 )
 
 SERVICES: tuple[ServiceInfo, ...] = (GATEWAY, *BACKENDS)
+
+# Not one of the twelve: the built-in payment provider (`emporium.sandbox.payments`), an
+# outside party that `emporium up` also starts in the embedded profile, on HTTP only.
+PAYMENT_SANDBOX = ServiceInfo("payment_sandbox", None, 9070)
 BY_NAME: dict[str, ServiceInfo] = {s.name: s for s in SERVICES}
 
 

@@ -1,20 +1,29 @@
-"""Settings of one service process, from the environment (pydantic-settings).
+"""Settings of one service process, from `EMPORIUM_`-prefixed environment variables only.
 
 Every backend is a URL, per service: `EMPORIUM_<SERVICE>_DATABASE_URL`, `..._KV_URL`,
 `..._BUS_URL`, `..._DOCUMENTS_URL`, `..._SEARCH_URL`, `..._OLAP_URL`, `..._BLOB_URL`. A value
 not set for the service falls back to the platform-wide `EMPORIUM_<KIND>_URL` (handy for the
 bus, which all services share), and then to the embedded default under `EMPORIUM_DATA_DIR`.
 A URL with an unknown scheme stops the service at start with one line naming the variable.
+
+Only `EMPORIUM_*` variables are read, and only by `load_settings`: `ServiceSettings` is a
+plain pydantic model, not a pydantic-settings `BaseSettings`, which would also pick up bare
+names (`DATABASE_URL`, `HOST`, `NAME`, `LOG_LEVEL`...) that other software on the host sets
+for its own use, and point every service at them.
+
+`EMPORIUM_<SERVICE>_OUTBOX_RELAY` (else `EMPORIUM_OUTBOX_RELAY`): `builtin` (default) runs the
+outbox relay in the service process; `off` leaves the outbox to log-tailing CDC (Debezium's
+outbox event router, docs/cdc.md), which publishes the same messages from the WAL.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from emporium.chassis.catalog import ServiceInfo, service
 
@@ -28,16 +37,20 @@ SCHEMES: dict[str, tuple[str, ...]] = {
     "olap_url": ("chdb", "clickhouse", "clickhouses"),
     "blob_url": ("file", "s3"),
 }
+# Settings that, like the URLs, fall back to a platform-wide `EMPORIUM_<NAME>`.
+PLATFORM_WIDE = (*SCHEMES, "outbox_relay", "event_retention_hours")
 
 
 class ConfigError(Exception):
     """Bad configuration; the message is one line that names the variable to fix."""
 
 
-class ServiceSettings(BaseSettings):
-    """What a service process needs to know; see the module docstring for the variables."""
+class ServiceSettings(BaseModel):
+    """What a service process needs to know; see the module docstring for the variables.
+    Built by `load_settings` from the environment, or directly (tests): never from the
+    environment by itself."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore")
 
     name: str = ""
     host: str = "127.0.0.1"
@@ -51,6 +64,8 @@ class ServiceSettings(BaseSettings):
     search_url: str = ""
     olap_url: str = ""
     blob_url: str = ""
+    # Who publishes the outbox: the built-in relay, or (`off`) CDC tailing the database's log.
+    outbox_relay: Literal["builtin", "off"] = "builtin"
     rpc_timeout_seconds: float = Field(default=5.0, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     # How long published outbox rows and inbox rows are kept (events.housekeeping); at
@@ -123,10 +138,8 @@ def load_settings(name: str, environ: dict[str, str] | None = None) -> ServiceSe
         values["data_dir"] = env["EMPORIUM_DATA_DIR"]
     if "EMPORIUM_LOG_LEVEL" in env:
         values["log_level"] = env["EMPORIUM_LOG_LEVEL"]
-    if "EMPORIUM_EVENT_RETENTION_HOURS" in env:
-        values["event_retention_hours"] = env["EMPORIUM_EVENT_RETENTION_HOURS"]
     for field_name in ServiceSettings.model_fields:
-        if field_name in SCHEMES and f"EMPORIUM_{field_name.upper()}" in env:
+        if field_name in PLATFORM_WIDE and f"EMPORIUM_{field_name.upper()}" in env:
             values[field_name] = env[f"EMPORIUM_{field_name.upper()}"]
         if field_name in scoped and field_name != "name":
             values[field_name] = scoped[field_name]
@@ -135,7 +148,9 @@ def load_settings(name: str, environ: dict[str, str] | None = None) -> ServiceSe
     except ValidationError as exc:
         err = exc.errors()[0]
         field_name = str(err["loc"][0]) if err["loc"] else "?"
-        raise ConfigError(f"{prefix}{field_name.upper()}: {err['msg']}") from None
+        own = field_name in scoped or field_name not in PLATFORM_WIDE
+        var = f"{prefix if own else 'EMPORIUM_'}{field_name.upper()}"
+        raise ConfigError(f"{var}: {err['msg']}") from None
     for field_name, default in settings.embedded_defaults().items():
         url = getattr(settings, field_name) or default
         var = (

@@ -95,6 +95,8 @@ class DomainError(Exception):
     code: ErrorCode = ErrorCode.INTERNAL
     reason: str = ""
     fields: list[FieldError] = field(default_factory=list)
+    # Seconds until trying again can succeed (a throttle's window): HTTP `Retry-After`.
+    retry_after: float | None = None
 
     def __post_init__(self) -> None:
         super().__init__(self.message)

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import importlib
 import logging
-import random
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -25,12 +24,15 @@ from typing import Any
 import grpc
 import uvicorn
 
+from emporium.chassis.backoff import Backoff
 from emporium.chassis.catalog import service
 from emporium.chassis.config import ConfigError, ServiceSettings, load_settings
 from emporium.chassis.rpc import service_auth
-from emporium.chassis.rpc.service_auth import ServiceProof, load_service_secret
+from emporium.chassis.rpc.acl import CallerTable
+from emporium.chassis.rpc.service_auth import load_identity
 
 log = logging.getLogger("emporium.runtime")
+_TASK_RESTART = Backoff(initial=0.5, maximum=15.0, jitter=0.5)
 
 # A background task runs until `stop` is set, then returns (relays, consumers, sweepers).
 BackgroundTask = Callable[["StopSignal"], Awaitable[None]]
@@ -83,6 +85,9 @@ class ServiceApp:
     verifier: Any | None = None
     # Extra gRPC server options, e.g. cdn's larger `grpc.max_receive_message_length`.
     grpc_options: list[tuple[str, Any]] = field(default_factory=list)
+    # Which services may call each method (chassis.rpc.acl); None: the service's
+    # declaration, `CALLERS` in `emporium.services.<name>.callers`.
+    callers: list[CallerTable] | None = None
 
 
 BuildFn = Callable[[ServiceSettings], Awaitable[ServiceApp]]
@@ -121,7 +126,7 @@ def run_service(name: str) -> int:
     configure_tracing(info.name)
     module = importlib.import_module(f"{info.package}.app")
     try:
-        service_auth.install(ServiceProof(load_service_secret(settings.data_dir)))
+        service_auth.install(load_identity(info.name, settings.data_dir))
         asyncio.run(serve(module.build, settings))
     except ConfigError as exc:
         print(f"emporium {info.name}: configuration error: {exc}", file=sys.stderr)
@@ -182,6 +187,12 @@ class _Runner:
                 log_config=None,
                 access_log=False,
                 lifespan="off",
+                # uvicorn would believe X-Forwarded-For from 127.0.0.1 (its default
+                # `forwarded_allow_ips`, or the FORWARDED_ALLOW_IPS variable): anyone on
+                # the host could pick a client address. The gateway decides instead,
+                # from EMPORIUM_GATEWAY_TRUSTED_PROXIES (api_gateway/forwarded.py).
+                proxy_headers=False,
+                forwarded_allow_ips="",
             )
         )
         self.tasks.append(asyncio.create_task(self.http_server.serve(), name="http"))
@@ -203,7 +214,10 @@ class _Runner:
         from emporium.chassis.rpc.health import add_health
         from emporium.chassis.rpc.server import create_server
 
-        server = create_server(self.app.name, self.app.verifier, options=self.app.grpc_options)
+        tables = declared_callers(self.app)
+        server = create_server(
+            self.app.name, self.app.verifier, callers=tables, options=self.app.grpc_options
+        )
         for reg in self.app.grpc_services:
             reg.add_to_server(reg.servicer, server)
         self.health = add_health(server, [r.service_name for r in self.app.grpc_services])
@@ -248,6 +262,25 @@ class _Runner:
                 log.exception("error while closing")
 
 
+def declared_callers(app: ServiceApp) -> list[CallerTable]:
+    """The callers tables of the app's gRPC services: `app.callers`, else `CALLERS` of the
+    service's `callers` module. A service without a table for each of its gRPC services
+    does not start (nobody could call it, and that would be found out only in use)."""
+    tables = app.callers
+    if tables is None:
+        module_name = f"{service(app.name).package}.callers"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            raise SystemExit(f"{app.name}: no {module_name} declares who may call it") from None
+        tables = list(module.CALLERS)
+    covered = {table.service for table in tables}
+    missing = [r.service_name for r in app.grpc_services if r.service_name not in covered]
+    if missing:
+        raise SystemExit(f"{app.name}: no callers table for {', '.join(missing)}")
+    return tables
+
+
 async def _maybe_await(value: Any) -> None:
     if asyncio.iscoroutine(value):
         await value
@@ -256,7 +289,7 @@ async def _maybe_await(value: Any) -> None:
 async def _supervised(task: BackgroundTask, stop: StopSignal) -> None:
     """Run a background loop; if it crashes, log and restart it with jittered backoff, so a
     broker hiccup does not silently end a relay or a consumer for the life of the process."""
-    delay = 0.5
+    crashes = 0
     while not stop.is_set():
         try:
             await task(stop)
@@ -264,10 +297,11 @@ async def _supervised(task: BackgroundTask, stop: StopSignal) -> None:
         except asyncio.CancelledError:
             raise
         except Exception:
+            crashes += 1
+            delay = _TASK_RESTART.delay(crashes)
             log.exception("background task crashed; restarting", extra={"retry_in_s": delay})
-            if await stop.wait(delay * (0.5 + random.random())):
+            if await stop.wait(delay):
                 return
-            delay = min(delay * 2, 15.0)
 
 
 async def run_checks(app: ServiceApp) -> tuple[bool, dict[str, str]]:
@@ -297,7 +331,7 @@ def http_app(app: ServiceApp) -> Any:
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
-    from starlette.routing import Mount, Route
+    from starlette.routing import Route
 
     from emporium.chassis.metrics import HttpMetricsMiddleware, render_metrics
     from emporium.chassis.tracing import TracingMiddleware
@@ -311,8 +345,25 @@ def http_app(app: ServiceApp) -> Any:
         body = {"status": "ok" if ok else "fail", "service": app.name, "checks": checks}
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    routes: list[Any] = [Route("/metrics", metrics), Route("/healthz", healthz)]
+    inner: Any = Starlette(routes=[Route("/metrics", metrics), Route("/healthz", healthz)])
     if app.http_app is not None:
-        routes.append(Mount("/", app.http_app))
-    inner = Starlette(routes=routes)
+        inner = RuntimePathsFirst(inner, app.http_app)
     return TracingMiddleware(HttpMetricsMiddleware(inner, app.name), app.name)
+
+
+RUNTIME_PATHS = frozenset({"/metrics", "/healthz"})
+
+
+class RuntimePathsFirst:
+    """`/metrics` and `/healthz` go to the runtime's routes, every other request to the
+    service's own app, whatever its path. (Not a `Mount("/")`: its `.*` does not match a
+    percent-encoded newline, so such a path got a bare `text/plain` 404 that never reached
+    the service's own error handling.)"""
+
+    def __init__(self, runtime: Any, service_app: Any) -> None:
+        self.runtime = runtime
+        self.service_app = service_app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        own = scope["type"] == "lifespan" or scope.get("path") in RUNTIME_PATHS
+        await (self.runtime if own else self.service_app)(scope, receive, send)

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from opentelemetry import trace
 from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from emporium.chassis.backoff import Backoff
 from emporium.chassis.bus.base import Consumer, Delivery, EventBus, Message
 from emporium.chassis.db import Database
 from emporium.chassis.errors import DomainError, ErrorCode
@@ -54,20 +53,6 @@ DEAD_LETTERED = "dead_lettered"
 def dead_letter_topic(topic: str) -> str:
     """Where a consumer parks the records of `topic` it cannot handle."""
     return f"{topic}{DLQ_SUFFIX}"
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Delay before retry n (1-based): initial * multiplier**(n-1), capped, +-jitter."""
-
-    initial: float = 0.2
-    multiplier: float = 2.0
-    maximum: float = 5.0
-    jitter: float = 0.2  # fraction of the delay, drawn uniformly in [-jitter, +jitter]
-
-    def delay(self, retry: int) -> float:
-        base = min(self.initial * self.multiplier ** max(retry - 1, 0), self.maximum)
-        return max(base * (1 + random.uniform(-self.jitter, self.jitter)), 0.0)
 
 
 def is_poison(exc: BaseException) -> bool:

@@ -6,6 +6,10 @@ database would grow without bound and every index on them with it.
 What may go, and when:
 - An outbox row once it is *published* (`published_at` set) and older than the retention.
   An unpublished row is never touched, however old: it is an event still owed to the bus.
+  With CDC instead of the relay (`EMPORIUM_OUTBOX_RELAY=off`) nothing sets `published_at`:
+  Debezium read the row's insert from the WAL, which its replication slot keeps until the
+  event is out whatever happens to the row (and its outbox router ignores deletes), so rows
+  are pruned by `created_at` alone.
 - An inbox row once it was processed longer ago than the retention. The row exists to turn a
   redelivery into a no-op, and a redelivery can only come while the bus still has the
   message: Kafka keeps a topic's messages `retention.ms` (7 days by default) and the embedded
@@ -82,6 +86,7 @@ class EventHousekeeper:
         lease: Lease | None = None,
         outbox: Table = OUTBOX_TABLE,
         inbox: Table = INBOX_TABLE,
+        published_by_cdc: bool = False,
     ) -> None:
         if retention <= timedelta(0):
             raise ValueError(f"event retention must be positive, got {retention}")
@@ -95,6 +100,7 @@ class EventHousekeeper:
         )
         self.outbox = outbox
         self.inbox = inbox
+        self.published_by_cdc = published_by_cdc
 
     async def run(self, stop: StopSignal) -> None:
         """A round now and then every `interval` until `stop`; a failed round is logged and
@@ -146,12 +152,11 @@ class EventHousekeeper:
 
     def _outbox_batch(self, cutoff: datetime) -> Delete:
         t = self.outbox
-        oldest = (
-            select(t.c.seq)
-            .where(t.c.published_at.is_not(None), t.c.published_at < cutoff)
-            .order_by(t.c.seq)
-            .limit(self.batch_size)
-        )
+        if self.published_by_cdc:
+            old = t.c.created_at < cutoff
+        else:
+            old = t.c.published_at.is_not(None) & (t.c.published_at < cutoff)
+        oldest = select(t.c.seq).where(old).order_by(t.c.seq).limit(self.batch_size)
         return delete(t).where(t.c.seq.in_(oldest.scalar_subquery()))
 
     def _inbox_batch(self, cutoff: datetime) -> Delete:

@@ -87,6 +87,17 @@ class KeyValueStore(ABC):
         """Add `by` to the integer at `key` (a missing key counts as 0); the new value."""
 
     @abstractmethod
+    async def incr_with_ttl(self, key: str, ttl: float, by: int = 1) -> tuple[int, float]:
+        """`incr`, and if the key has no TTL yet (it is new) let it expire after `ttl`
+        seconds, in one atomic step; returns the new value and the seconds it has left.
+
+        A counter per time window (failed logins, attempts per address): every caller
+        counts itself first and then decides on the value it got, so concurrent callers
+        can never all read "below the limit" and all go ahead (no check-then-act). The
+        window starts with the first increment and is not extended by later ones.
+        """
+
+    @abstractmethod
     async def expire(self, key: str, ttl: float) -> bool:
         """Let `key` expire after `ttl` seconds; False if there is no such key."""
 

@@ -278,6 +278,23 @@ class MemoryKeyValueStore(KeyValueStore):
         return total
 
     @_durable
+    async def incr_with_ttl(self, key: str, ttl: float, by: int = 1) -> tuple[int, float]:
+        deadline = self._deadline(ttl)
+        entry = self._of_kind(key, "string")
+        total = _add(b"0" if entry is None else _as_bytes(entry), by, key)
+        if entry is None:
+            entry = self._data[key] = _Entry("string", b"")
+        if entry.expires_at is None:
+            entry.expires_at = deadline
+        entry.value = str(total).encode()
+        self._changed(self._put(key, entry))  # no await since the read: atomic
+        left = self._ttl_of(entry)
+        return total, ttl if left is None else left
+
+    def _ttl_of(self, entry: _Entry) -> float | None:
+        return None if entry.expires_at is None else max(0.0, entry.expires_at - self._clock())
+
+    @_durable
     async def expire(self, key: str, ttl: float) -> bool:
         entry = self._live(key)
         if entry is None:
@@ -293,9 +310,7 @@ class MemoryKeyValueStore(KeyValueStore):
     @_durable
     async def ttl(self, key: str) -> float | None:
         entry = self._live(key)
-        if entry is None or entry.expires_at is None:
-            return None
-        return max(0.0, entry.expires_at - self._clock())
+        return None if entry is None else self._ttl_of(entry)
 
     # -- hashes ------------------------------------------------------------------------------
 

@@ -38,6 +38,19 @@ def _kv_errors() -> Iterator[None]:
         raise
 
 
+# INCRBY, then PEXPIRE only if the key has no TTL yet, in one atomic step (a script runs
+# with nothing else in between); returns the value and the milliseconds left.
+_INCR_WITH_TTL = """
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  left = tonumber(ARGV[2])
+end
+return {value, left}
+"""
+
+
 def _millis(ttl: float) -> int:
     if ttl <= 0:
         raise ValueError(f"ttl must be positive, got {ttl}")
@@ -52,6 +65,7 @@ class RedisKeyValueStore(KeyValueStore):
         self.url = url
         # redis-py's async methods are typed `T | Awaitable[T]`; Any keeps the awaits simple.
         self._client: Any = redis.asyncio.Redis.from_url(url, **DEFAULT_OPTIONS)
+        self._incr_with_ttl: Any = self._client.register_script(_INCR_WITH_TTL)
 
     def _k(self, key: str) -> str:
         return namespaced(self.namespace, key)
@@ -88,6 +102,11 @@ class RedisKeyValueStore(KeyValueStore):
     async def incr(self, key: str, by: int = 1) -> int:
         with _kv_errors():
             return int(await self._client.incrby(self._k(key), by))
+
+    async def incr_with_ttl(self, key: str, ttl: float, by: int = 1) -> tuple[int, float]:
+        with _kv_errors():
+            value, left = await self._incr_with_ttl(keys=[self._k(key)], args=[by, _millis(ttl)])
+        return int(value), int(left) / 1000
 
     async def expire(self, key: str, ttl: float) -> bool:
         # PEXPIRE 0 deletes the key, which is what a non-positive ttl means here too.

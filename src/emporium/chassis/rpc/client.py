@@ -2,7 +2,8 @@
 
 Every unary call made through `create_channel` gets a deadline (the caller's timeout, else
 the channel default, and never later than the deadline of the call being handled), carries
-the trace context, request id and caller identity in metadata, is retried with jittered
+the trace context, request id, caller identity and this process's service proof for the
+callee (`service_auth`) in metadata, is retried with jittered
 exponential backoff when the method is declared idempotent and the failure is transient, goes
 through the target's circuit breaker, and is counted in `emporium_rpc_client_requests_total`.
 Failures surface as `grpc.aio.AioRpcError` (turn them into the `DomainError` the server
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
@@ -23,9 +23,11 @@ import grpc
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from emporium.chassis.backoff import Backoff
 from emporium.chassis.errors import DomainError, ErrorCode, FieldError, code_from_grpc
 from emporium.chassis.logging import request_id_var
 from emporium.chassis.metrics import RPC_CLIENT_REQUESTS
+from emporium.chassis.rpc import service_auth
 from emporium.chassis.rpc.breaker import CircuitBreaker
 from emporium.chassis.rpc.identity import Caller, caller_metadata, current_caller
 from emporium.chassis.rpc.server import ERROR_TRAILER_KEY, incoming_deadline_var, method_label
@@ -74,7 +76,7 @@ class RetryPolicy:
         )
 
     def backoff(self, attempt: int) -> float:
-        return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+        return Backoff(self.base_delay, 2.0, self.max_delay, jitter=1.0).delay(attempt)
 
 
 class ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
@@ -108,7 +110,7 @@ class ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[m
             kind=SpanKind.CLIENT,
             attributes={"rpc.system": "grpc", "rpc.method": method, "server.address": self.target},
         ) as span:
-            metadata = self._metadata(client_call_details.metadata)
+            metadata = self._metadata(client_call_details.metadata, method)
             attempt = 1
             while True:
                 try:
@@ -165,8 +167,10 @@ class ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[m
         incoming = incoming_deadline_var.get()
         return min(deadline, incoming) if incoming is not None else deadline
 
-    def _metadata(self, given: Any) -> Any:
-        """The call's own metadata plus what it lacks of trace, request id and identity."""
+    def _metadata(self, given: Any, method: str) -> Any:
+        """The call's own metadata plus what it lacks of trace, request id, identity and
+        the proof of which service calls (on every call to an Emporium service: also when
+        a user's token travels with it, so the callee knows who forwards it)."""
         pairs: list[tuple[str, Any]] = list(given or ())
         present = {key.lower() for key, _ in pairs}
         extra = list(inject_metadata())
@@ -174,6 +178,9 @@ class ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[m
         if request_id:
             extra.append((REQUEST_ID_HEADER, request_id))
         extra.extend(caller_metadata(self.caller or current_caller()))
+        identity, audience = service_auth.installed(), service_auth.audience_of(method)
+        if identity is not None and audience is not None:
+            extra.append((service_auth.SERVICE_PROOF_KEY, identity.proof_for(audience)))
         pairs.extend((k, v) for k, v in extra if k not in present)
         return grpc.aio.Metadata(*pairs)
 
@@ -246,7 +253,14 @@ def domain_error_from_rpc(exc: Any) -> DomainError:
         for f in payload.get("fields", ())
         if isinstance(f, dict)
     ]
-    return DomainError(message, code, str(payload.get("reason") or code.value), fields)
+    retry_after = payload.get("retry_after")
+    return DomainError(
+        message,
+        code,
+        str(payload.get("reason") or code.value),
+        fields,
+        float(retry_after) if isinstance(retry_after, int | float) else None,
+    )
 
 
 def _error_payload(trailing: Any) -> dict[str, Any]:

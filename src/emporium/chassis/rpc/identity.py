@@ -7,12 +7,16 @@ puts the resolved `Caller` in a context variable for the duration of one call, a
 interceptor forwards the current caller on outgoing calls, so a chain gateway -> order ->
 payment keeps acting for the same user.
 
+Two questions, two answers. *Which service* is calling is proven on every call by the
+caller's own signed proof (`service_auth`) and checked against the callee's table
+(`acl`); `current_calling_service()` tells a handler. *For whom* it calls is this module:
+
 Trust rule. Every backend's server has a `TokenVerifier` (JWKS). On such a server:
 - a bearer token is verified and the identity it yields wins over the forwarded headers;
-- a call without a token that claims an identity must be a system caller
-  (`Caller.system(...)`: consumers, saga steps) carrying a valid service proof
-  (`service_auth`), else it is refused as UNAUTHENTICATED: identity headers alone prove
-  nothing, anyone reaching the port could write them;
+- a call without a token that claims an identity must be the system identity of the very
+  service that proved itself (`Caller.system("order")` from order, with order's proof),
+  else it is refused as UNAUTHENTICATED: identity headers alone prove nothing, anyone
+  reaching the port could write them, and no service can claim to be another;
 - a call claiming nothing is anonymous.
 A server without a verifier (in-process tests of one servicer) trusts the headers as sent.
 """
@@ -26,7 +30,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from emporium.chassis.errors import permission_denied, unauthenticated
-from emporium.chassis.rpc import service_auth
 
 USER_ID_KEY = "x-emporium-user-id"
 ROLES_KEY = "x-emporium-roles"
@@ -74,6 +77,21 @@ class TokenVerifier(Protocol):
 
 
 _caller_var: ContextVar[Caller | None] = ContextVar("emporium_caller", default=None)
+_calling_service_var: ContextVar[str | None] = ContextVar("emporium_calling_service", default=None)
+
+
+def current_calling_service() -> str | None:
+    """The service (identity) that proved it made the call being handled; None outside a
+    call, or on a server that enforces no callers table and got no proof."""
+    return _calling_service_var.get()
+
+
+def set_calling_service(service: str | None) -> Token[str | None]:
+    return _calling_service_var.set(service)
+
+
+def reset_calling_service(token: Token[str | None]) -> None:
+    _calling_service_var.reset(token)
 
 
 def current_caller() -> Caller:
@@ -108,9 +126,6 @@ def caller_metadata(caller: Caller) -> list[tuple[str, str]]:
     pairs = [(USER_ID_KEY, caller.user_id), (ROLES_KEY, ",".join(sorted(caller.roles)))]
     if caller.token:
         pairs.append((AUTHORIZATION_KEY, f"Bearer {caller.token}"))
-    proof = service_auth.installed()
-    if caller.is_system and proof is not None and caller.user_id.startswith(SYSTEM_PREFIX):
-        pairs.append((service_auth.SERVICE_PROOF_KEY, proof.issue(system_service(caller))))
     return pairs
 
 
@@ -141,9 +156,12 @@ def caller_from_metadata(metadata: Iterable[tuple[str, str | bytes]]) -> Caller:
 
 
 async def resolve_caller(
-    metadata: Iterable[tuple[str, str | bytes]], verifier: TokenVerifier | None
+    metadata: Iterable[tuple[str, str | bytes]],
+    verifier: TokenVerifier | None,
+    calling_service: str | None = None,
 ) -> Caller:
-    """The caller of an incoming call under the trust rule in the module docstring."""
+    """The caller of an incoming call under the trust rule in the module docstring;
+    `calling_service` is the identity whose service proof came with the call, if any."""
     pairs = list(metadata)
     if verifier is None:
         return caller_from_metadata(pairs)
@@ -153,19 +171,17 @@ async def resolve_caller(
     claimed = caller_from_metadata(pairs)
     if not claimed.is_authenticated:
         return claimed
-    return proven_system_caller(claimed, pairs)
+    return proven_system_caller(claimed, calling_service)
 
 
-def proven_system_caller(claimed: Caller, metadata: Iterable[tuple[str, str | bytes]]) -> Caller:
-    """`claimed` if it is a system caller whose service proof checks out, else refuse."""
-    proofs = [v for k, v in metadata if k.lower() == service_auth.SERVICE_PROOF_KEY]
-    checker = service_auth.installed()
-    if not claimed.is_system or not proofs or not isinstance(proofs[0], str) or checker is None:
+def proven_system_caller(claimed: Caller, calling_service: str | None) -> Caller:
+    """`claimed` if it is the system identity of the service that proved itself, else
+    refuse (UNAUTHENTICATED)."""
+    if not claimed.is_system or calling_service is None:
         raise unauthenticated("an identity without a token needs a service proof")
-    service = checker.verify(proofs[0])
-    if claimed.user_id != f"{SYSTEM_PREFIX}{service}":
+    if claimed.user_id != f"{SYSTEM_PREFIX}{calling_service}":
         raise unauthenticated("the service proof names another service")
-    return Caller.system(service)
+    return Caller.system(calling_service)
 
 
 def require_authenticated() -> Caller:
@@ -180,6 +196,17 @@ def require_admin() -> Caller:
     caller = require_authenticated()
     if not (caller.is_admin or caller.is_system):
         raise permission_denied("admin role required")
+    return caller
+
+
+def require_service(*services: str) -> Caller:
+    """The current caller if it is one of `services` acting on its own behalf, else
+    PERMISSION_DENIED: e.g. money moves only when order-service itself asks, never for a
+    user token, however privileged. (On a verifying server a system identity exists only
+    with that service's own proof: `proven_system_caller`.)"""
+    caller = require_authenticated()
+    if not caller.is_system or system_service(caller) not in services:
+        raise permission_denied(f"only {', '.join(services)} may do this")
     return caller
 
 

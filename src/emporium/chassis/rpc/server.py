@@ -1,6 +1,8 @@
 """The gRPC server every service runs, with the one interceptor that makes calls observable.
 
-Per unary call the interceptor: resolves the caller (see `identity`), continues the caller's
+Per unary call the interceptor: checks which service is calling (its signed proof,
+`service_auth`) against the method's accepted callers (`acl`, when the server has tables:
+every service process does), resolves the user it calls for (see `identity`), continues the caller's
 trace in a SERVER span, sets the request id for the logs, remembers the incoming deadline
 (so outgoing calls made while handling it never outlive it), counts and times the call, and
 maps failures to a status exactly once: `DomainError` -> its code, with reason and field
@@ -31,7 +33,16 @@ from pydantic import ValidationError
 from emporium.chassis.errors import DomainError, ErrorCode, FieldError
 from emporium.chassis.logging import request_id_var
 from emporium.chassis.metrics import RPC_LATENCY, RPC_REQUESTS
-from emporium.chassis.rpc.identity import TokenVerifier, reset_caller, resolve_caller, set_caller
+from emporium.chassis.rpc import service_auth
+from emporium.chassis.rpc.acl import AccessControl, CallerTable
+from emporium.chassis.rpc.identity import (
+    TokenVerifier,
+    reset_caller,
+    reset_calling_service,
+    resolve_caller,
+    set_caller,
+    set_calling_service,
+)
 from emporium.chassis.tracing import REQUEST_ID_HEADER, extract_metadata, new_request_id
 
 log = logging.getLogger("emporium.rpc.server")
@@ -53,11 +64,13 @@ def method_label(method: str | bytes) -> str:
 
 def error_trailer(err: DomainError) -> tuple[tuple[str, bytes], ...]:
     """The trailing metadata carrying what the status code alone loses."""
-    payload = {
+    payload: dict[str, Any] = {
         "code": err.code.value,
         "reason": err.reason,
         "fields": [{"field": f.field, "message": f.message} for f in err.fields],
     }
+    if err.retry_after is not None:
+        payload["retry_after"] = err.retry_after
     return ((ERROR_TRAILER_KEY, json.dumps(payload).encode()),)
 
 
@@ -69,9 +82,15 @@ def validation_error(exc: ValidationError) -> DomainError:
 class ObservingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Wraps every unary-unary handler in `_handle` (identity, trace, metrics, errors)."""
 
-    def __init__(self, service: str, verifier: TokenVerifier | None = None) -> None:
+    def __init__(
+        self,
+        service: str,
+        verifier: TokenVerifier | None = None,
+        access: AccessControl | None = None,
+    ) -> None:
         self.service = service
         self.verifier = verifier
+        self.access = access
         self.tracer = trace.get_tracer("emporium.chassis.rpc")
 
     async def intercept_service(
@@ -113,7 +132,7 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 set_status_on_exception=False,
             ) as span:
                 try:
-                    result = await self._call(behavior, request, context, metadata)
+                    result = await self._call(method, behavior, request, context, metadata)
                     code = _status_of(context) or grpc.StatusCode.OK
                     return result
                 except grpc.aio.AbortError:  # the servicer aborted with its own status
@@ -138,12 +157,18 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     async def _call(
         self,
+        method: str,
         behavior: Callable[..., Any],
         request: Any,
         context: Any,
         metadata: Iterable[tuple[str, Any]],
     ) -> Any:
-        caller_token = set_caller(await resolve_caller(metadata, self.verifier))
+        calling = service_auth.proven_caller(metadata, self.service)
+        if self.access is not None:
+            self.access.check(method, calling)
+        caller = await resolve_caller(metadata, self.verifier, calling)
+        service_token = set_calling_service(calling)
+        caller_token = set_caller(caller)
         try:
             if inspect.iscoroutinefunction(behavior):
                 return await behavior(request, context)
@@ -152,6 +177,7 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return await result if inspect.isawaitable(result) else result
         finally:
             reset_caller(caller_token)
+            reset_calling_service(service_token)
 
     def _to_domain_error(self, method: str, exc: Exception) -> DomainError:
         if isinstance(exc, DomainError):
@@ -187,10 +213,16 @@ def create_server(
     service: str,
     verifier: TokenVerifier | None = None,
     *,
+    callers: Iterable[CallerTable] | None = None,
     max_workers: int | None = None,
     options: Sequence[tuple[str, Any]] = (),
 ) -> Any:
     """A `grpc.aio.Server` with the observing interceptor.
+
+    `service` is also the audience the callers' proofs must name. With `callers` (the
+    service's `callers.py` tables; the runtime always passes them) every call must come
+    from a proven identity the method accepts; without (tests of one servicer) proofs are
+    checked when sent but nothing is required.
 
     `SO_REUSEPORT` is off, so binding a port another process holds fails (`add_insecure_port`
     returns 0) instead of silently sharing it. `max_workers` sizes the thread pool used by
@@ -199,6 +231,10 @@ def create_server(
     pool = ThreadPoolExecutor(max_workers) if max_workers else None
     return grpc.aio.server(
         migration_thread_pool=pool,
-        interceptors=[ObservingInterceptor(service, verifier)],
+        interceptors=[
+            ObservingInterceptor(
+                service, verifier, None if callers is None else AccessControl(callers)
+            )
+        ],
         options=[("grpc.so_reuseport", 0), *options],
     )

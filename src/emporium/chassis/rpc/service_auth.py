@@ -1,128 +1,204 @@
-"""Proof that a call comes from one of the platform's own services.
+"""Proof of which service makes a call: each service signs with its own key, for one callee.
 
-A user's call carries the user's bearer token, which every backend verifies; a service acting
-on its own behalf (a consumer, a saga step, the gateway creating a profile) has no user token,
-and identity headers alone could be written by anyone who reaches a backend's port. So a
-system caller also sends `x-emporium-service-proof`: `v1.<service>.<expiry>.<hmac>`, an
-HMAC-SHA256 over the rest with the platform's service secret, valid for two minutes. A
-backend that verifies tokens accepts a system identity only with a valid proof for the
-service it names.
+Every inter-service call carries `x-emporium-service-proof`, also when it forwards a user's
+bearer token (the token says for whom, the proof says who is calling). The proof is a JWT
+signed with the caller's Ed25519 key (`service_keys`): header `typ: svc+jwt`, claims
+`iss` = `sub` = the calling identity, `aud` = the callee (the `<service>` of the method's
+`emporium.<service>.v1` package), `iat`, `exp` = `iat` + 60 s. A proof for payment is
+worthless at inventory, a stolen one for a minute, and no service can speak for another:
+unlike one shared secret, the gateway's or cdn's key cannot make a proof that says `order`.
 
-The secret comes from `EMPORIUM_SERVICE_SECRET` (production: a Kubernetes Secret), else from
-`<data_dir>/service-secret`, created on first use with 32 random bytes and mode 0600 (the
-embedded profile: every local process shares the data directory). It is never in the repo.
+The client interceptor adds the proof (`ServiceIdentity.proof_for`, reused until half its
+life has passed); the server interceptor checks it (`ServiceIdentity.verify`: signature by
+a public key of the identity it names, audience, expiry with 10 s leeway, a lifetime no
+longer than 60 s) and then the callee's table of accepted callers (`acl`). A proof is
+not bound to one request: on the plain-text loopback of the embedded profile, and without
+mTLS, whoever can read the traffic can replay it to the same callee for its minute (the
+mesh's mTLS closes that in Kubernetes). A process installs its identity once at start
+(`install`); the CLI's operator commands install `operator`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import hmac
 import os
-import secrets
-import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-from emporium.chassis.config import ConfigError
-from emporium.chassis.errors import unauthenticated
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from emporium.chassis.errors import DomainError, ErrorCode
+from emporium.chassis.rpc.service_keys import (
+    PublicKeyring,
+    checked_name,
+    load_private_key,
+    public_keys_dir,
+)
 
 SERVICE_PROOF_KEY: Final = "x-emporium-service-proof"
-SECRET_ENV: Final = "EMPORIUM_SERVICE_SECRET"
-SECRET_FILE: Final = "service-secret"
-PROOF_TTL_SECONDS: Final = 120
-MIN_SECRET_BYTES: Final = 16
-_VERSION: Final = "v1"
+PROOF_TYPE: Final = "svc+jwt"
+PROOF_ALGORITHM: Final = "EdDSA"
+PROOF_TTL_SECONDS: Final = 60
+CLOCK_LEEWAY_SECONDS: Final = 10
+_VERIFIED_CACHE_SIZE: Final = 4096
+_REQUIRED: Final = ["iss", "sub", "aud", "iat", "exp"]
 
 
-class ServiceProof:
-    """Issues and checks service proofs with one shared secret."""
+def proof_rejected(reason: str, message: str) -> DomainError:
+    """UNAUTHENTICATED with a stable reason (`service_proof_*`)."""
+    return DomainError(message, ErrorCode.UNAUTHENTICATED, reason)
 
-    def __init__(self, secret: bytes, clock: Callable[[], float] = time.time) -> None:
-        if len(secret) < MIN_SECRET_BYTES:
-            raise ValueError(f"the service secret must have at least {MIN_SECRET_BYTES} bytes")
-        self._secret = secret
+
+def audience_of(method: str) -> str | None:
+    """`payment` for `/emporium.payment.v1.PaymentService/Charge`; None for methods outside
+    Emporium's packages (the standard health service), which need no proof."""
+    package = method.lstrip("/").split("/", 1)[0].split(".")
+    if len(package) >= 3 and package[0] == "emporium" and package[1]:
+        return package[1]
+    return None
+
+
+class ServiceIdentity:
+    """This process's identity: its name and private key, to prove itself, and the keyring
+    of everyone's public keys, to check the proofs of its callers."""
+
+    def __init__(
+        self,
+        name: str,
+        private_key: Ed25519PrivateKey,
+        keyring: PublicKeyring,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = checked_name(name)
+        self._key = private_key
+        self.keyring = keyring
         self._clock = clock
         self._issued: dict[str, tuple[int, str]] = {}
+        self._verified: dict[str, tuple[str, str, int]] = {}  # proof -> (caller, aud, exp)
 
-    def _mac(self, body: str) -> str:
-        return hmac.new(self._secret, body.encode(), hashlib.sha256).hexdigest()
-
-    def issue(self, service: str) -> str:
-        """A proof for `service`, reused until half its lifetime has passed."""
-        if not service or "." in service:
-            raise ValueError(f"invalid service name {service!r}")
+    def proof_for(self, audience: str) -> str:
+        """A proof for calls to `audience`, reused while more than half its life is left."""
         now = int(self._clock())
-        cached = self._issued.get(service)
+        cached = self._issued.get(audience)
         if cached and cached[0] - now > PROOF_TTL_SECONDS // 2:
             return cached[1]
-        expiry = now + PROOF_TTL_SECONDS
-        body = f"{_VERSION}.{service}.{expiry}"
-        proof = f"{body}.{self._mac(body)}"
-        self._issued[service] = (expiry, proof)
+        claims = {
+            "iss": self.name,
+            "sub": self.name,
+            "aud": audience,
+            "iat": now,
+            "exp": now + PROOF_TTL_SECONDS,
+        }
+        proof = jwt.encode(claims, self._key, PROOF_ALGORITHM, headers={"typ": PROOF_TYPE})
+        self._issued[audience] = (now + PROOF_TTL_SECONDS, proof)
         return proof
 
-    def verify(self, proof: str) -> str:
-        """The service a valid proof names; UNAUTHENTICATED for anything else."""
-        parts = proof.split(".")
-        if len(parts) != 4:
-            raise unauthenticated("malformed service proof")
-        version, service, expiry, mac = parts
-        body = f"{version}.{service}.{expiry}"
-        if version != _VERSION or not service or not expiry.isdigit():
-            raise unauthenticated("malformed service proof")
-        if not hmac.compare_digest(mac, self._mac(body)):
-            raise unauthenticated("invalid service proof")
-        if int(expiry) <= self._clock():
-            raise unauthenticated("expired service proof")
-        return service
+    def verify(self, proof: str, audience: str) -> str:
+        """The identity a valid proof for `audience` names; UNAUTHENTICATED otherwise."""
+        cached = self._verified.get(proof)
+        if cached is not None and cached[1] == audience:
+            if cached[2] + CLOCK_LEEWAY_SECONDS > self._clock():
+                return cached[0]
+            del self._verified[proof]
+        caller, expiry = self._check(proof, audience)
+        if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[proof] = (caller, audience, expiry)
+        return caller
+
+    def _check(self, proof: str, audience: str) -> tuple[str, int]:
+        try:
+            header = jwt.get_unverified_header(proof)
+            issuer = jwt.decode(proof, options={"verify_signature": False}).get("iss")
+        except jwt.PyJWTError:
+            raise proof_rejected("service_proof_malformed", "malformed service proof") from None
+        if header.get("typ") != PROOF_TYPE or header.get("alg") != PROOF_ALGORITHM:
+            raise proof_rejected("service_proof_malformed", "not a service proof")
+        if not isinstance(issuer, str) or not issuer:
+            raise proof_rejected("service_proof_malformed", "the service proof names nobody")
+        claims = self._decode(proof, issuer, audience)
+        issued, expiry, now = claims["iat"], claims["exp"], self._clock()
+        if not isinstance(issued, int) or not isinstance(expiry, int):
+            raise proof_rejected("service_proof_malformed", "malformed service proof")
+        if claims["sub"] != issuer or not 0 < expiry - issued <= PROOF_TTL_SECONDS:
+            raise proof_rejected("service_proof_invalid", "invalid service proof")
+        if issued - CLOCK_LEEWAY_SECONDS > now:
+            raise proof_rejected("service_proof_invalid", "service proof issued in the future")
+        if expiry + CLOCK_LEEWAY_SECONDS <= now:
+            raise proof_rejected("service_proof_expired", "expired service proof")
+        return issuer, expiry
+
+    def _decode(self, proof: str, issuer: str, audience: str) -> dict[str, Any]:
+        """The claims, with the signature checked against `issuer`'s keys (re-read once if
+        none matches: the issuer may have started, or rotated its key, since)."""
+        for attempt in range(2):
+            for key in self.keyring.keys(issuer):
+                try:
+                    claims: dict[str, Any] = jwt.decode(
+                        proof,
+                        key,
+                        algorithms=[PROOF_ALGORITHM],
+                        audience=audience,
+                        issuer=issuer,
+                        # times are checked by `_check`, on this identity's clock
+                        options={
+                            "require": _REQUIRED,
+                            "verify_exp": False,
+                            "verify_iat": False,
+                            "verify_nbf": False,
+                        },
+                    )
+                    return claims
+                except jwt.InvalidSignatureError:
+                    continue
+                except jwt.InvalidAudienceError:
+                    raise proof_rejected(
+                        "service_proof_wrong_audience", f"the service proof is not for {audience}"
+                    ) from None
+                except jwt.PyJWTError:
+                    raise proof_rejected("service_proof_invalid", "invalid service proof") from None
+            if attempt == 0 and not self.keyring.reload(issuer):
+                break
+        raise proof_rejected("service_proof_invalid", f"no valid signature of {issuer}")
 
 
-_installed: ServiceProof | None = None
+def load_identity(
+    name: str, data_dir: Path, environ: Mapping[str, str] = os.environ
+) -> ServiceIdentity:
+    """`name`'s identity from its configured key (or the embedded profile's), with the
+    keyring of the configured public keys directory (`service_keys`)."""
+    key = load_private_key(name, data_dir, environ)
+    keyring = PublicKeyring(public_keys_dir(data_dir, environ))
+    keyring.add(name, key.public_key())  # a process may call itself (and in tests does)
+    return ServiceIdentity(name, key, keyring)
 
 
-def install(proof: ServiceProof | None) -> None:
-    """Make `proof` this process's issuer and checker (done once at service start)."""
+_installed: ServiceIdentity | None = None
+
+
+def install(identity: ServiceIdentity | None) -> None:
+    """Make `identity` this process's, for outgoing proofs and incoming checks (once, at
+    start: `run_service`, the CLI)."""
     global _installed
-    _installed = proof
+    _installed = identity
 
 
-def installed() -> ServiceProof | None:
+def installed() -> ServiceIdentity | None:
     return _installed
 
 
-def load_service_secret(data_dir: Path, environ: Mapping[str, str] = os.environ) -> bytes:
-    """The secret from the environment, else from `<data_dir>/service-secret` (created
-    atomically if absent, so processes starting together agree on one)."""
-    given = environ.get(SECRET_ENV, "")
-    if given:
-        if len(given.encode()) < MIN_SECRET_BYTES:
-            raise ConfigError(f"{SECRET_ENV}: must be at least {MIN_SECRET_BYTES} characters")
-        return given.encode()
-    path = Path(data_dir) / SECRET_FILE
-    try:
-        if not path.exists():
-            _create_secret_file(path)
-        secret = path.read_bytes().strip()
-    except OSError as exc:
-        raise ConfigError(f"{SECRET_ENV}: not set, and {path} is unusable: {exc}") from None
-    if len(secret) < MIN_SECRET_BYTES:
-        raise ConfigError(f"{SECRET_ENV}: not set, and {path} holds too short a secret")
-    return secret
-
-
-def _create_secret_file(path: Path) -> None:
-    """Write a fresh secret beside `path` and link it into place; whoever links first wins
-    and everybody reads the winner's (no reader ever sees a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".service-secret-")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(32))
-        os.chmod(temp, 0o600)
-        with contextlib.suppress(FileExistsError):  # another process won: read theirs
-            os.link(temp, path)
-    finally:
-        os.unlink(temp)
+def proven_caller(metadata: Iterable[tuple[str, Any]], audience: str) -> str | None:
+    """The identity that proved itself on an incoming call to `audience`; None when the
+    call carries no proof. A proof that does not check out is UNAUTHENTICATED."""
+    proofs = [value for key, value in metadata if key.lower() == SERVICE_PROOF_KEY]
+    if not proofs:
+        return None
+    if len(proofs) > 1 or not isinstance(proofs[0], str):
+        raise proof_rejected("service_proof_malformed", "one service proof per call")
+    identity = installed()
+    if identity is None:
+        raise proof_rejected("service_proof_unverifiable", "this process cannot check proofs")
+    return identity.verify(proofs[0], audience)

@@ -1,5 +1,8 @@
 """`order.completed`: produced by payment-service (through its outbox) once a charge for an
-order reached a final state.
+order reached a final state (`captured` or `declined`), and again, with `refunded` or
+`voided`, when a capture that was announced is given back (a paid order cancelled, or a
+capture that arrived after the saga had given up and was reversed), so that whoever counted
+the capture (analytics' revenue) can take it out again.
 
 Consumed by order (saga step: mark PAID or compensate), notification, analytics and
 recommendation (only paid orders count as purchases).
@@ -21,6 +24,8 @@ TOPIC = "order.completed"
 class PaymentStatus(StrEnum):
     CAPTURED = "captured"
     DECLINED = "declined"
+    REFUNDED = "refunded"  # an announced capture was refunded
+    VOIDED = "voided"  # an announced capture was reversed
 
 
 class OrderCompletedV1(EventModel):

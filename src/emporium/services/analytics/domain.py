@@ -39,12 +39,24 @@ DEFAULT_RANGE: Final = timedelta(days=30)
 DEFAULT_LIMIT: Final = 20
 MAX_LIMIT: Final = 100
 MAX_BUCKETS: Final = 24 * 92  # an hourly series over a quarter
+# What the fact tables can hold (ClickHouse's DateTime64 spans 1900-2299). No fact is older
+# than the epoch, so a range reaching past these bounds is clamped to them: the report is
+# the same, and the store is never asked for a time it cannot represent.
+STORE_EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
+STORE_LATEST: Final = datetime(2200, 1, 1, tzinfo=UTC)
 DEFAULT_CURRENCY: Final = "USD"
 # `low-stock` lists alerts, not a ranking: more per page (the gateway allows up to 1000).
 LOW_STOCK_DEFAULT_LIMIT: Final = 100
 LOW_STOCK_MAX_LIMIT: Final = 1000
 TOP_PRODUCTS_DEFAULT_LIMIT: Final = 10
 CAPTURED: Final = PaymentStatus.CAPTURED.value
+REFUNDED: Final = PaymentStatus.REFUNDED.value
+VOIDED: Final = PaymentStatus.VOIDED.value
+# A payment fact's effect on revenue: + a capture, - a capture given back, 0 a decline.
+_SIGNED_AMOUNT: Final = (
+    "multiIf(status = {captured:String}, amount_minor, "
+    "status IN ({refunded:String}, {voided:String}), -amount_minor, 0)"
+)
 
 Statement = tuple[str, dict[str, Any]]
 
@@ -156,7 +168,7 @@ class Schema:
     def order_completed(
         self, event_id: str, occurred_at: datetime, event: OrderCompletedV1
     ) -> list[FactBatch]:
-        """One payment fact (captured or declined: declines are facts too)."""
+        """One payment fact (captured, declined, refunded or voided: each is a fact)."""
         row = (
             event_id,
             _utc(occurred_at),
@@ -177,18 +189,24 @@ class Schema:
     # -- reports -----------------------------------------------------------------------------
 
     def sales_totals(self, report: ReportParams) -> Statement:
-        """One row: `orders` placed, `paid_orders` and `revenue_minor` captured in range."""
+        """One row: `orders` placed, `paid_orders` (captured and not given back) and
+        `revenue_minor` (captured minus refunded/reversed) in range."""
         in_range = _IN_RANGE
         sql = f"""SELECT
             (SELECT count() FROM {self.orders} FINAL
               WHERE {in_range} AND currency = {{currency:String}}) AS orders,
             (SELECT uniqExact(order_id) FROM {self.payments} FINAL
               WHERE {in_range} AND currency = {{currency:String}}
-                AND status = {{captured:String}}) AS paid_orders,
-            (SELECT sum(amount_minor) FROM {self.payments} FINAL
-              WHERE {in_range} AND currency = {{currency:String}}
-                AND status = {{captured:String}}) AS revenue_minor"""
+                AND status = {{captured:String}}
+                AND order_id NOT IN ({self._given_back()})) AS paid_orders,
+            (SELECT sum({_SIGNED_AMOUNT}) FROM {self.payments} FINAL
+              WHERE {in_range} AND currency = {{currency:String}}) AS revenue_minor"""
         return sql, report.bind()
+
+    def _given_back(self) -> str:
+        """Orders whose capture was refunded or reversed (at any time)."""
+        return f"""SELECT order_id FROM {self.payments} FINAL
+                   WHERE status IN ({{refunded:String}}, {{voided:String}})"""
 
     def sales_series(self, report: ReportParams) -> Statement:
         """Per bucket (start of hour/day, UTC): orders placed and revenue captured in it.
@@ -203,10 +221,9 @@ class Schema:
               GROUP BY bucket
               UNION ALL
               SELECT {bucket} AS bucket, toUInt64(0) AS orders,
-                     sum(amount_minor) AS revenue_minor
+                     sum({_SIGNED_AMOUNT}) AS revenue_minor
               FROM {self.payments} FINAL
               WHERE {in_range} AND currency = {{currency:String}}
-                AND status = {{captured:String}}
               GROUP BY bucket
             )
             GROUP BY bucket ORDER BY bucket"""
@@ -220,6 +237,7 @@ class Schema:
               AND currency = {{currency:String}}
               AND order_id IN (SELECT order_id FROM {self.payments} FINAL
                                WHERE status = {{captured:String}})
+              AND order_id NOT IN ({self._given_back()})
             GROUP BY product_id
             ORDER BY units DESC, revenue_minor DESC, product_id
             LIMIT {{limit:UInt32}}"""
@@ -259,6 +277,8 @@ class ReportParams:
             "until": self.until,
             "currency": self.currency,
             "captured": CAPTURED,
+            "refunded": REFUNDED,
+            "voided": VOIDED,
             "limit": self.limit,
         }
 
@@ -269,21 +289,26 @@ def parse_report_params(
     *,
     default_limit: int = DEFAULT_LIMIT,
     max_limit: int = MAX_LIMIT,
+    bucketed: bool = False,
 ) -> ReportParams:
-    """`from`, `to` (RFC 3339; default the 30 days up to `now`), `granularity`
-    (`hour`|`day`, default `day`), `limit` (1..`max_limit`, default `default_limit`: 1..100
-    and 20 unless a report says otherwise), `currency` (ISO 4217, default USD). Every problem
-    is reported at once, each naming its query parameter."""
+    """`from`, `to` (RFC 3339; default the 30 days up to `now`; clamped to what the store
+    holds), `granularity` (`hour`|`day`, default `day`; when `bucketed`, the range may span
+    at most MAX_BUCKETS of them), `limit` (1..`max_limit`, default `default_limit`: 1..100
+    and 20 unless a report says otherwise), `currency` (ISO 4217, default USD). Every
+    problem is reported at once, each naming its query parameter."""
     errors: list[FieldError] = []
     until = _time(params, "to", errors) or _utc(now)
-    since = _time(params, "from", errors) or until - DEFAULT_RANGE
-    if since > until:
+    since = _time(params, "from", errors)
+    if since is not None and since > until:
         errors.append(FieldError("from", "must not be after to"))
+    until = _clamp(until)
+    since = _clamp(until - DEFAULT_RANGE if since is None else since)
     granularity = params.get("granularity") or "day"
     if granularity not in GRANULARITIES:
         errors.append(FieldError("granularity", "one of hour, day"))
-    elif (until - since) / _STEP[granularity] > MAX_BUCKETS:
-        errors.append(FieldError("granularity", f"at most {MAX_BUCKETS} buckets; use day"))
+    elif bucketed and (until - since) / _STEP[granularity] > MAX_BUCKETS:
+        hint = "; use day" if granularity == "hour" else ""
+        errors.append(FieldError("granularity", f"at most {MAX_BUCKETS} buckets{hint}"))
     limit = _limit(params.get("limit"), errors, default_limit, max_limit)
     currency = (params.get("currency") or DEFAULT_CURRENCY).upper()
     if not re.fullmatch(r"[A-Z]{3}", currency):
@@ -294,6 +319,10 @@ def parse_report_params(
     return ReportParams(since, until, gran, limit, currency)
 
 
+def _clamp(moment: datetime) -> datetime:
+    return min(max(moment, STORE_EARLIEST), STORE_LATEST)
+
+
 def _time(params: Mapping[str, str | None], name: str, errors: list[FieldError]) -> datetime | None:
     raw = (params.get(name) or "").strip()
     if not raw:
@@ -301,10 +330,14 @@ def _time(params: Mapping[str, str | None], name: str, errors: list[FieldError])
     # An unencoded `+` in a query string arrives as a space: `...T10:00:00 02:00`.
     text = _SPACED_OFFSET.sub(r"+\1", raw).replace("Z", "+00:00").replace("z", "+00:00")
     try:
-        return _utc(datetime.fromisoformat(text))
+        moment = datetime.fromisoformat(text)
     except ValueError:
         errors.append(FieldError(name, "an RFC 3339 time, e.g. 2024-03-01T00:00:00Z"))
         return None
+    try:
+        return _utc(moment)
+    except OverflowError:  # year 1 with a positive offset, 9999 with a negative one
+        return STORE_EARLIEST if moment.year < STORE_EARLIEST.year else STORE_LATEST
 
 
 def _limit(raw: str | None, errors: list[FieldError], default: int, maximum: int) -> int:

@@ -38,7 +38,7 @@ async def sales_report(
 ) -> dict[str, Any]:
     """`GET /api/v1/analytics/sales`."""
     require_admin()
-    report = domain.parse_report_params(params, now)
+    report = domain.parse_report_params(params, now, bucketed=True)
     (totals,) = await store.rows(store.schema.sales_totals(report))
     series = await store.rows(store.schema.sales_series(report))
     return domain.sales_response(report, totals, series)

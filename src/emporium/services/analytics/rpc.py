@@ -12,6 +12,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from emporium.chassis.errors import FieldError, invalid
 from emporium.contracts.rpc.analytics.v1 import analytics_pb2, analytics_pb2_grpc
 from emporium.services.analytics import handlers
 from emporium.services.analytics.store import FactStore
@@ -84,11 +85,21 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
 
 
 def _range(request: Any) -> dict[str, str | None]:
-    """`from`/`to` as the RFC 3339 text the domain parses (unset: None, the default)."""
-    return {
-        "from": request.from_time.ToJsonString() if request.HasField("from_time") else None,
-        "to": request.to_time.ToJsonString() if request.HasField("to_time") else None,
-    }
+    """`from`/`to` as the RFC 3339 text the domain parses (unset: None, the default). A
+    Timestamp outside 0001-9999 or with nanos out of range is INVALID_ARGUMENT naming the
+    REST parameter, never an error escaping as INTERNAL."""
+    out: dict[str, str | None] = {}
+    errors: list[FieldError] = []
+    for name, field in (("from", "from_time"), ("to", "to_time")):
+        out[name] = None
+        if request.HasField(field):
+            try:
+                out[name] = getattr(request, field).ToJsonString()
+            except ValueError:
+                errors.append(FieldError(name, "a time between 0001-01-01 and 9999-12-31"))
+    if errors:
+        raise invalid("invalid report range", *errors)
+    return out
 
 
 def timestamp(rfc3339: str) -> Timestamp:

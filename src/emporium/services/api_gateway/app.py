@@ -33,6 +33,7 @@ from emporium.services.api_gateway import (
 )
 from emporium.services.api_gateway.backends import Backends
 from emporium.services.api_gateway.bodylimit import BodySizeLimitMiddleware
+from emporium.services.api_gateway.forwarded import ForwardedClientMiddleware, TrustedProxies
 from emporium.services.api_gateway.ratelimit import (
     ClientRateLimitMiddleware,
     RateLimits,
@@ -53,8 +54,13 @@ ROUTERS = (
 )
 
 
-def create_api(targets: dict[str, str], limits: RateLimits | None = None) -> FastAPI:
-    """The gateway app for backends at `targets` (backend name -> `host:port`)."""
+def create_api(
+    targets: dict[str, str],
+    limits: RateLimits | None = None,
+    trusted_proxies: TrustedProxies | None = None,
+) -> FastAPI:
+    """The gateway app for backends at `targets` (backend name -> `host:port`); forwarded
+    headers are believed only from `trusted_proxies` (default: nobody, see `forwarded`)."""
     limits = limits or RateLimits()
     api = FastAPI(
         title="Emporium API",
@@ -65,6 +71,9 @@ def create_api(targets: dict[str, str], limits: RateLimits | None = None) -> Fas
     api.state.prober = HealthProber()
     api.state.backends = Backends(targets)
     api.state.login_limiter = TokenBucketLimiter(limits.login_rate, limits.login_burst)
+    api.state.login_address_limiter = TokenBucketLimiter(
+        limits.login_address_rate, limits.login_address_burst
+    )
     problems.install(api)
     for router in ROUTERS:
         api.include_router(router)
@@ -74,6 +83,8 @@ def create_api(targets: dict[str, str], limits: RateLimits | None = None) -> Fas
         ClientRateLimitMiddleware,
         limiter=TokenBucketLimiter(limits.client_rate, limits.client_burst),
     )
+    # Outermost: everything inside sees the client address, not a trusted proxy's.
+    api.add_middleware(ForwardedClientMiddleware, trusted=trusted_proxies or TrustedProxies())
     install_openapi(api)
     return api
 
@@ -100,26 +111,81 @@ def install_openapi(api: FastAPI) -> None:
         for path_item in schema.get("paths", {}).values():
             for operation in path_item.values():
                 _problem_responses(operation.get("responses", {}))
+                _response_headers(operation.get("responses", {}))
         schemas = schema.get("components", {}).get("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
+        _exact_bounds(schema)
         api.openapi_schema = schema
         return schema
 
     api.openapi = openapi  # type: ignore[method-assign]
 
 
+PROBLEM_REF = "#/components/schemas/Problem"
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
 def _problem_responses(responses: dict[str, Any]) -> None:
+    """Error answers are problem+json, except those documented with another model (the
+    health routes' 503 is their usual body)."""
     responses.pop("422", None)
     for status, response in responses.items():
         content = response.get("content", {})
-        if status.isdigit() and int(status) >= 400 and "application/json" in content:
+        body = content.get("application/json", {})
+        is_problem = body.get("schema", {}).get("$ref") == PROBLEM_REF
+        if status.isdigit() and int(status) >= 400 and is_problem:
             content[problems.PROBLEM] = content.pop("application/json")
+
+
+# Headers every answer carries (the runtime's TracingMiddleware), and those of some statuses.
+REQUEST_ID_HEADER = {
+    "description": "The request id: the client's `X-Request-Id` echoed, else a new one",
+    "schema": {"type": "string", "minLength": 1},
+    "required": True,
+}
+STATUS_HEADERS = {
+    "401": {
+        "WWW-Authenticate": {
+            "description": '`Bearer realm="emporium"`',
+            "schema": {"type": "string", "minLength": 1},
+            "required": True,
+        }
+    },
+    "429": {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying",
+            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            "required": True,
+        }
+    },
+}
+
+
+def _response_headers(responses: dict[str, Any]) -> None:
+    for status, response in responses.items():
+        headers = response.setdefault("headers", {})
+        headers["X-Request-Id"] = dict(REQUEST_ID_HEADER)
+        headers.update({k: dict(v) for k, v in STATUS_HEADERS.get(status, {}).items()})
+
+
+def _exact_bounds(node: Any) -> None:
+    """FastAPI's OpenAPI model stores `minimum`/`maximum` as floats (`100.0`); write whole
+    numbers back as integers, so an integer schema's bounds read as integers."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in _BOUNDS and isinstance(value, float) and value.is_integer():
+                node[key] = int(value)
+            else:
+                _exact_bounds(value)
+    elif isinstance(node, list):
+        for item in node:
+            _exact_bounds(item)
 
 
 async def build(settings: ServiceSettings) -> ServiceApp:
     targets = {b.name: grpc_target(b.name) for b in BACKENDS}
-    api = create_api(targets, RateLimits.from_env(os.environ))
+    api = create_api(targets, RateLimits.from_env(os.environ), TrustedProxies.from_env(os.environ))
 
     async def close() -> None:
         await close_api(api)

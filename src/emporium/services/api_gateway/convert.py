@@ -7,12 +7,56 @@ is JSON `null`, and product attributes keep their JSON scalar types through the
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 JsonScalar = str | int | float | bool | None
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+LATEST = datetime.max.replace(tzinfo=UTC)
+_RFC3339 = re.compile(
+    r"(?P<y>[0-9]{4})-(?P<mo>[0-9]{2})-(?P<d>[0-9]{2})[Tt]"
+    r"(?P<h>[0-9]{2}):(?P<mi>[0-9]{2}):(?P<s>[0-9]{2})(?:\.(?P<f>[0-9]+))?"
+    r"(?:[Zz]|(?P<sign>[+-])(?P<oh>[0-9]{2}):(?P<om>[0-9]{2}))"
+)
+_DAY = 86_400
+# Days from 0000-01-01 to 2000-01-01 (five 400-year cycles): year 0 is read as year 2000,
+# which has the same calendar, then moved back.
+_YEAR_ZERO_SHIFT = 5 * 146_097
+
+
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 date-time (JSON Schema's `date-time`: `T`, an offset or `Z`, either case,
+    any fraction, years 0000-9999, a leap second at 23:59:60 UTC) as an aware UTC datetime.
+
+    Strict on purpose: no unix numbers, no naive or date-only times, unlike pydantic's lax
+    parsing. Times that fall outside what `datetime` holds once moved to UTC (year 0, or
+    9999-12-31 with a negative offset) are clamped to its range instead of overflowing; a
+    leap second becomes the last microsecond before it. ValueError when `text` is not one.
+    """
+    m = _RFC3339.fullmatch(text)
+    if m is None:
+        raise ValueError("not an RFC 3339 date-time")
+    year, month, day, hour, minute, second = (int(m[k]) for k in ("y", "mo", "d", "h", "mi", "s"))
+    offset_hours, offset_minutes = int(m["oh"] or 0), int(m["om"] or 0)
+    if hour > 23 or minute > 59 or second > 60 or offset_hours > 23 or offset_minutes > 59:
+        raise ValueError("time out of range")
+    ordinal = date(year or 2000, month, day).toordinal() - (0 if year else _YEAR_ZERO_SHIFT)
+    offset = (-1 if m["sign"] == "-" else 1) * (offset_hours * 3600 + offset_minutes * 60)
+    utc_seconds = ordinal * _DAY + hour * 3600 + minute * 60 + min(second, 59) - offset
+    micros = int((m["f"] or "0")[:6].ljust(6, "0"))
+    if second == 60:
+        if utc_seconds % _DAY != _DAY - 1:
+            raise ValueError("a leap second is 23:59:60 UTC")
+        micros = 999_999
+    since_min = timedelta(seconds=utc_seconds - EARLIEST.toordinal() * _DAY, microseconds=micros)
+    if since_min < timedelta(0):
+        return EARLIEST
+    if since_min > LATEST - EARLIEST:
+        return LATEST
+    return EARLIEST + since_min
 
 
 def rfc3339(ts: Timestamp | None) -> str | None:

@@ -6,9 +6,10 @@ import asyncio
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from emporium.chassis.catalog import BACKENDS
+from emporium.services.api_gateway.backends import SERVICE_NAME
 
 router = APIRouter(tags=["platform"])
 HEALTH_TIMEOUT_SECONDS = 1.0
@@ -19,9 +20,23 @@ class PlatformHealth(BaseModel):
     services: dict[str, str]
 
 
-@router.get("/healthz", summary="200 when the gateway process is up")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+class ProcessHealth(BaseModel):
+    """What the service runtime's `/healthz` answers in every process (chassis.runtime):
+    in production the runtime serves this path before the gateway's routes see it."""
+
+    status: str = Field(description="`ok`, or `fail` when a readiness check failed")
+    service: str
+    checks: dict[str, str] = Field(description="readiness check -> `ok` | `fail`")
+
+
+@router.get(
+    "/healthz",
+    response_model=ProcessHealth,
+    summary="200 when the gateway process is up",
+    responses={503: {"model": ProcessHealth, "description": "A readiness check failed"}},
+)
+async def healthz() -> ProcessHealth:
+    return ProcessHealth(status="ok", service=SERVICE_NAME, checks={})
 
 
 @router.get(

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
 from emporium.chassis.rpc.identity import acting_as
 from emporium.contracts.rpc.inventory.v1 import inventory_pb2
+from emporium.services.api_gateway.constraints import (
+    JSON_INTEGER,
+    MAX_COUNT,
+    SKU_DESCRIPTION,
+    SKU_PATTERN,
+)
 from emporium.services.api_gateway.schemas import RequestModel, problem_responses
 from emporium.services.api_gateway.security import Admin, Gateway
 
 router = APIRouter(prefix="/api/v1/inventory", tags=["inventory"])
 
 
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT), JSON_INTEGER]
+SkuPath = Annotated[str, Path(pattern=SKU_PATTERN, description=SKU_DESCRIPTION)]
+
+
 class StockBody(RequestModel):
-    on_hand: int = Field(ge=0, le=10**9)
-    low_stock_threshold: int | None = Field(default=None, ge=0, le=10**9)
+    on_hand: Count
+    low_stock_threshold: Count | None = None
 
 
 class StockLevel(BaseModel):
@@ -40,9 +52,11 @@ def _stock(level: inventory_pb2.StockLevel) -> StockLevel:
     "/{sku}",
     response_model=StockLevel,
     summary="Set the absolute stock of a sku (admin)",
-    responses=problem_responses(401, 403),
+    responses=problem_responses(
+        401, 403, 413, described={409: "`on_hand` below the units reserved for open orders"}
+    ),
 )
-async def set_stock(sku: str, body: StockBody, caller: Admin, backends: Gateway) -> StockLevel:
+async def set_stock(sku: SkuPath, body: StockBody, caller: Admin, backends: Gateway) -> StockLevel:
     request = inventory_pb2.SetStockRequest(sku=sku, on_hand=body.on_hand)
     if body.low_stock_threshold is not None:
         request.low_stock_threshold = body.low_stock_threshold
@@ -57,6 +71,6 @@ async def set_stock(sku: str, body: StockBody, caller: Admin, backends: Gateway)
     summary="The stock of a sku (available = on_hand - reserved)",
     responses=problem_responses(404),
 )
-async def get_stock(sku: str, backends: Gateway) -> StockLevel:
+async def get_stock(sku: SkuPath, backends: Gateway) -> StockLevel:
     level = await backends.inventory.GetStock(inventory_pb2.GetStockRequest(sku=sku))
     return _stock(level)

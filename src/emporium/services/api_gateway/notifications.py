@@ -10,7 +10,14 @@ from pydantic import BaseModel
 from emporium.chassis.rpc.identity import acting_as
 from emporium.contracts.rpc.notification.v1 import notification_pb2
 from emporium.services.api_gateway.convert import next_cursor, rfc3339
-from emporium.services.api_gateway.schemas import DEFAULT_LIMIT, Cursor, Limit, problem_responses
+from emporium.services.api_gateway.schemas import (
+    CURSOR_RULE,
+    DEFAULT_LIMIT,
+    Cursor,
+    Limit,
+    problem_responses,
+    semantic_fields,
+)
 from emporium.services.api_gateway.security import Gateway, User
 
 router = APIRouter(prefix="/api/v1/notifications", tags=["engagement"])
@@ -35,6 +42,7 @@ class NotificationPage(BaseModel):
     response_model=NotificationPage,
     summary="The caller's notifications, newest first (welcome, order_confirmation, ...)",
     responses=problem_responses(401),
+    openapi_extra=semantic_fields({"cursor": CURSOR_RULE}),
 )
 async def list_notifications(
     caller: User, backends: Gateway, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None

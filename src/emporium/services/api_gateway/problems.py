@@ -14,8 +14,10 @@ parameter or header name (`limit`, `Idempotency-Key`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -66,11 +68,12 @@ def retry_after_header(wait: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, math.ceil(wait)))}
 
 
-def _headers_for(status: int) -> dict[str, str] | None:
+def _headers_for(status: int, retry_after: float | None = None) -> dict[str, str] | None:
     if status == 401:
         return {"WWW-Authenticate": 'Bearer realm="emporium"'}
     if status == 429:
-        return {"Retry-After": str(DEFAULT_RETRY_AFTER_SECONDS)}
+        wait = DEFAULT_RETRY_AFTER_SECONDS if retry_after is None else retry_after
+        return retry_after_header(wait)
     return None
 
 
@@ -83,7 +86,7 @@ def from_domain_error(exc: DomainError) -> JSONResponse:
         exc.message,
         type_=TYPE_BASE + (exc.reason or exc.code.value),
         errors=fields or None,
-        headers=_headers_for(status),
+        headers=_headers_for(status, exc.retry_after),
         reason=exc.reason or exc.code.value,
     )
 
@@ -124,6 +127,27 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> JSONResponse:
     return from_domain_error(err)
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method the OpenAPI document lists for this path, HEAD with GET as Starlette
+    serves it. (Starlette's own 405 names only the methods of the first route matching the
+    path, so `/products` said `Allow: POST`.) Empty for undocumented paths."""
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for template, item in request.app.openapi().get("paths", {}).items():
+        if _template(template).fullmatch(path):
+            methods |= {method.upper() for method in item}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
+@functools.lru_cache(maxsize=256)
+def _template(path: str) -> re.Pattern[str]:
+    """`/products/{id}` -> a pattern where each `{name}` is one path segment."""
+    parts = re.split(r"\{[^}/]+\}", path)
+    return re.compile("[^/]+".join(re.escape(part) for part in parts))
+
+
 def install(app: FastAPI) -> None:
     """Register the exception handlers that turn every failure into problem+json."""
 
@@ -151,12 +175,12 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405 and (allowed := allowed_methods(request)):
+            headers["Allow"] = allowed
         return problem(
-            exc.status_code,
-            str(exc.detail),
-            type_=TYPE_BASE + "http",
-            headers=dict(exc.headers) if exc.headers else None,
+            exc.status_code, str(exc.detail), type_=TYPE_BASE + "http", headers=headers or None
         )
 
     @app.exception_handler(Exception)

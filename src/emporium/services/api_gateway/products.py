@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Response, UploadFile
+from fastapi import APIRouter, File, Path, Response, UploadFile
 from pydantic import BaseModel, Field, StringConstraints
 
 from emporium.chassis.errors import DomainError, ErrorCode, FieldError, invalid
@@ -12,32 +12,97 @@ from emporium.chassis.rpc.identity import acting_as
 from emporium.contracts.rpc.cdn.v1 import cdn_pb2
 from emporium.contracts.rpc.product.v1 import product_pb2
 from emporium.services.api_gateway.backends import MAX_IMAGE_BYTES, UPLOAD_TIMEOUT_SECONDS
+from emporium.services.api_gateway.constraints import (
+    JSON_INTEGER,
+    MAX_PRICE_MINOR,
+    MAX_PRODUCT_ID_LENGTH,
+    MAX_SAFE_INTEGER,
+    Sku,
+    no_space,
+    product_text,
+)
 from emporium.services.api_gateway.convert import (
-    JsonScalar,
     fill_attributes,
     next_cursor,
     product_to_json,
 )
 from emporium.services.api_gateway.schemas import (
+    CURSOR_RULE,
     DEFAULT_LIMIT,
     Cursor,
     Limit,
     Product,
     ProductPage,
     RequestModel,
+    link,
     problem_responses,
+    semantic_fields,
 )
 from emporium.services.api_gateway.security import Admin, Gateway
 
 router = APIRouter(prefix="/api/v1/products", tags=["catalog"])
 
-Sku = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Description = Annotated[str, StringConstraints(max_length=5000)]
-Category = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-PriceMinor = Annotated[int, Field(ge=0, le=10**12, description="price in minor units")]
+# product-service's field rules (product/domain.py).
+Name = Annotated[str, product_text(200)]
+Description = Annotated[str, product_text(5000, required=False)]
+Category = Annotated[str, product_text(100)]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), Field(description="ISO 4217")]
+PriceMinor = Annotated[
+    int,
+    Field(ge=0, le=MAX_PRICE_MINOR, description="price in minor units (1999 = 19.99)"),
+    JSON_INTEGER,
+]
+AttributeKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+AttributeValue = (
+    Annotated[str, StringConstraints(max_length=1000)]
+    | Annotated[int, Field(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER), JSON_INTEGER]
+    | Annotated[float, Field(allow_inf_nan=False)]  # json.loads reads `NaN`, JSON has none
+    | bool
+    | None
+)
+Attributes = Annotated[
+    dict[AttributeKey, AttributeValue],
+    Field(max_length=50, description="at most 50 JSON scalars, keys of 1-64 characters"),
+]
+ImageLink = Annotated[str, no_space(2048)]
+ProductId = Annotated[str, Path(min_length=1, max_length=MAX_PRODUCT_ID_LENGTH)]
 UPLOAD_CHUNK_BYTES = 1024 * 1024
+PRODUCT_PATH = "/api/v1/products/{id}"
+INVENTORY_PATH = "/api/v1/inventory/{sku}"
+
+
+def product_links(pointer: str, *, writes: bool = True) -> dict[str, Any]:
+    """Links from a response holding a product at `pointer` (`""` for the body itself);
+    `writes`: also to the admin's changes of that product (not from listings, whose
+    products a follower did not create)."""
+    id_ = {"id": f"$response.body#{pointer}/id"}
+    sku = {"sku": f"$response.body#{pointer}/sku"}
+    changes = {
+        "UpdateProduct": link("patch", PRODUCT_PATH, id_),
+        "DeleteProduct": link("delete", PRODUCT_PATH, id_),
+        "UploadImage": link("post", PRODUCT_PATH + "/images", id_),
+        "SetStock": link("put", INVENTORY_PATH, sku),
+    }
+    return {
+        "GetProduct": link("get", PRODUCT_PATH, id_),
+        **(changes if writes else {}),
+        "GetStock": link("get", INVENTORY_PATH, sku),
+        "Recommend": link("get", "/api/v1/recommendations", {"product_id": id_["id"]}),
+        "Order": link(
+            "post",
+            "/api/v1/orders",
+            body={
+                "items": [{"product_id": id_["id"], "quantity": 1}],
+                "payment_token": "tok_visa",
+                "shipping_address": {
+                    "line1": "1 Analytical St",
+                    "city": "London",
+                    "postal_code": "N1 9GU",
+                    "country": "GB",
+                },
+            },
+        ),
+    }
 
 
 class ProductBody(RequestModel):
@@ -47,7 +112,7 @@ class ProductBody(RequestModel):
     category: Category
     price_minor: PriceMinor
     currency: Currency
-    attributes: dict[str, JsonScalar] = Field(default_factory=dict)
+    attributes: Attributes = Field(default_factory=dict)
 
 
 class ProductPatch(RequestModel):
@@ -59,8 +124,8 @@ class ProductPatch(RequestModel):
     category: Category | None = None
     price_minor: PriceMinor | None = None
     currency: Currency | None = None
-    attributes: dict[str, JsonScalar] | None = None
-    image_urls: list[str] | None = None
+    attributes: Attributes | None = None
+    image_urls: Annotated[list[ImageLink], Field(max_length=20)] | None = None
 
 
 class ImageUrl(BaseModel):
@@ -72,7 +137,10 @@ class ImageUrl(BaseModel):
     status_code=201,
     response_model=Product,
     summary="Create a product (admin)",
-    responses=problem_responses(401, 403, 409),
+    responses={
+        201: {"links": product_links("")},
+        **problem_responses(401, 403, 413, described={409: "`duplicate_sku`"}),
+    },
 )
 async def create_product(body: ProductBody, caller: Admin, backends: Gateway) -> dict[str, Any]:
     request = product_pb2.CreateProductRequest(
@@ -93,7 +161,18 @@ async def create_product(body: ProductBody, caller: Admin, backends: Gateway) ->
     "",
     response_model=ProductPage,
     summary="A page of products, optionally of one category",
-    responses=problem_responses(),
+    responses={
+        200: {
+            "links": {
+                **product_links("/items/0", writes=False),
+                "NextPage": link(
+                    "get", "/api/v1/products", {"cursor": "$response.body#/next_cursor"}
+                ),
+            }
+        },
+        **problem_responses(),
+    },
+    openapi_extra=semantic_fields({"cursor": CURSOR_RULE}),
 )
 async def list_products(
     backends: Gateway,
@@ -114,9 +193,9 @@ async def list_products(
     "/{id}",
     response_model=Product,
     summary="One product",
-    responses=problem_responses(404),
+    responses={200: {"links": product_links("", writes=False)}, **problem_responses(404)},
 )
-async def get_product(id: str, backends: Gateway) -> dict[str, Any]:
+async def get_product(id: ProductId, backends: Gateway) -> dict[str, Any]:
     product = await backends.product.GetProduct(product_pb2.GetProductRequest(id=id))
     return product_to_json(product)
 
@@ -125,10 +204,13 @@ async def get_product(id: str, backends: Gateway) -> dict[str, Any]:
     "/{id}",
     response_model=Product,
     summary="Change a product (admin; only the fields sent change)",
-    responses=problem_responses(401, 403, 404, 409),
+    responses={
+        200: {"links": product_links("")},
+        **problem_responses(401, 403, 404, 413, described={409: "`duplicate_sku`"}),
+    },
 )
 async def update_product(
-    id: str, body: ProductPatch, caller: Admin, backends: Gateway
+    id: ProductId, body: ProductPatch, caller: Admin, backends: Gateway
 ) -> dict[str, Any]:
     request = product_pb2.UpdateProductRequest(id=id)
     for name in ("sku", "name", "description", "category", "price_minor", "currency"):
@@ -153,7 +235,7 @@ async def update_product(
     summary="Delete a product (admin; it leaves search within seconds)",
     responses=problem_responses(401, 403, 404),
 )
-async def delete_product(id: str, caller: Admin, backends: Gateway) -> Response:
+async def delete_product(id: ProductId, caller: Admin, backends: Gateway) -> Response:
     with acting_as(caller):
         await backends.product.DeleteProduct(product_pb2.DeleteProductRequest(id=id))
     return Response(status_code=204)
@@ -184,12 +266,16 @@ async def read_limited(upload: UploadFile, limit: int) -> bytes:
     response_model=ImageUrl,
     summary="Upload a product image (admin; JPEG, PNG or WebP, at most 10 MiB)",
     responses=problem_responses(401, 403, 404, 413, 415),
+    openapi_extra=semantic_fields({"file": "must be a JPEG, PNG or WebP image (else 415)"}),
 )
 async def upload_image(
-    id: str,
+    id: ProductId,
     caller: Admin,
     backends: Gateway,
-    file: Annotated[UploadFile, File(description="the image (JPEG, PNG or WebP)")],
+    file: Annotated[
+        UploadFile,
+        File(description="the image (JPEG, PNG or WebP)", json_schema_extra={"minLength": 1}),
+    ],
 ) -> ImageUrl:
     content = await read_limited(file, MAX_IMAGE_BYTES)
     with acting_as(caller):

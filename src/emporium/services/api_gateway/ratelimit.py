@@ -1,5 +1,5 @@
-"""In-process token-bucket rate limiting: per client IP for every route, and stricter per
-account + IP on login.
+"""In-process token-bucket rate limiting: per client IP for every route, and on login
+stricter, per account (whatever the address) and per address (whatever the account).
 
 Each gateway replica keeps its own buckets, so the effective limit scales with the number
 of replicas; that is fine for abuse protection (auth-service also throttles failed logins
@@ -25,8 +25,10 @@ class RateLimits:
 
     client_rate: float = 50.0
     client_burst: int = 100
-    login_rate: float = 10 / 60  # ten attempts a minute per account and IP, after the burst
+    login_rate: float = 10 / 60  # ten attempts a minute per account, after the burst
     login_burst: int = 10
+    login_address_rate: float = 30 / 60  # thirty a minute per client address, after the burst
+    login_address_burst: int = 30
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RateLimits:
@@ -89,8 +91,8 @@ class TokenBucketLimiter:
 
 
 def client_ip(scope: dict[str, Any]) -> str:
-    """The peer address. Behind a proxy (Istio ingress), configure uvicorn's
-    `--forwarded-allow-ips` so this is the real client, not the proxy."""
+    """The client address: the peer, or the forwarded client when the peer is a trusted
+    proxy (`forwarded.ForwardedClientMiddleware` has set it by the time this runs)."""
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
 

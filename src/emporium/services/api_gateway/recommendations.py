@@ -31,6 +31,8 @@ class Recommendations(BaseModel):
     response_model=Recommendations,
     summary="Recommended products (never the product itself, never deleted ones)",
     responses=problem_responses(401),
+    # Optional authentication: anonymous (no header) or a valid bearer token.
+    openapi_extra={"security": [{}]},
 )
 async def recommendations(
     caller: OptionalUser,

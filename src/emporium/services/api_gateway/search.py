@@ -10,17 +10,21 @@ from pydantic import BaseModel
 
 from emporium.chassis.errors import FieldError, invalid
 from emporium.contracts.rpc.search.v1 import search_pb2
+from emporium.services.api_gateway.constraints import MAX_SAFE_INTEGER
 from emporium.services.api_gateway.convert import next_cursor, product_to_json
 from emporium.services.api_gateway.schemas import (
+    CURSOR_RULE,
     DEFAULT_LIMIT,
     Cursor,
     Limit,
     Product,
     problem_responses,
+    semantic_fields,
 )
 from emporium.services.api_gateway.security import Gateway
 
 router = APIRouter(prefix="/api/v1/search", tags=["catalog"])
+MAX_QUERY_LENGTH = 200  # search-service's
 
 
 class Sort(StrEnum):
@@ -36,7 +40,9 @@ SORT_TO_PROTO = {
     Sort.price_desc: search_pb2.SORT_ORDER_PRICE_DESC,
     Sort.newest: search_pb2.SORT_ORDER_NEWEST,
 }
-Price = Annotated[int | None, Query(ge=0, description="minor units, inclusive")]
+Price = Annotated[
+    int | None, Query(ge=0, le=MAX_SAFE_INTEGER, description="minor units, inclusive")
+]
 
 
 class SearchResults(BaseModel):
@@ -51,10 +57,17 @@ class SearchResults(BaseModel):
     response_model=SearchResults,
     summary="Full-text product search with filters, a category facet and paging",
     responses=problem_responses(),
+    openapi_extra=semantic_fields(
+        {
+            "min_price": "must not be above max_price",
+            "max_price": "must not be below min_price",
+            "cursor": CURSOR_RULE,
+        }
+    ),
 )
 async def search(
     backends: Gateway,
-    q: Annotated[str, Query(max_length=500)] = "",
+    q: Annotated[str, Query(max_length=MAX_QUERY_LENGTH)] = "",
     category: str | None = None,
     min_price: Price = None,
     max_price: Price = None,

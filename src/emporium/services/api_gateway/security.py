@@ -46,6 +46,18 @@ async def validate_token(backends: Backends, token: str) -> Caller:
     return Caller(answer.user_id, frozenset(answer.roles), token)
 
 
+def bearer_token_of(request: Request) -> str | None:
+    """The token of the request's `Authorization: Bearer <token>`; None without the header,
+    401 when the header is there but is not a bearer token."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthenticated("the Authorization header must be `Bearer <access token>`")
+    return token.strip()
+
+
 async def optional_caller(
     request: Request,
     backends: Gateway,

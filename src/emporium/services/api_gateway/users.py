@@ -9,15 +9,17 @@ from pydantic import BaseModel
 
 from emporium.chassis.rpc.identity import acting_as
 from emporium.contracts.rpc.user.v1 import user_pb2
+from emporium.services.api_gateway.constraints import IDEMPOTENCY_KEY_PATTERN, user_text
 from emporium.services.api_gateway.convert import next_cursor, rfc3339
 from emporium.services.api_gateway.schemas import (
+    CURSOR_RULE,
     DEFAULT_LIMIT,
     AddressBody,
     Cursor,
     Limit,
     RequestModel,
-    Text,
     problem_responses,
+    semantic_fields,
 )
 from emporium.services.api_gateway.security import Gateway, User
 
@@ -31,8 +33,15 @@ class Profile(BaseModel):
     roles: list[str]
 
 
+# user-service's MAX_ID_LENGTH bounds the request id an address retry carries.
+MAX_ADDRESS_KEY_LENGTH = 64
+
+
+ProfileName = Annotated[str, user_text(100)]  # user-service validate_name
+
+
 class ProfilePatch(RequestModel):
-    name: Text | None = None
+    name: ProfileName | None = None
 
 
 class Address(BaseModel):
@@ -83,7 +92,7 @@ async def get_me(caller: User, backends: Gateway) -> Profile:
     "",
     response_model=Profile,
     summary="Change the caller's profile (only the fields sent change)",
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, 404, 413),
 )
 async def patch_me(body: ProfilePatch, caller: User, backends: Gateway) -> Profile:
     request = user_pb2.UpdateProfileRequest(user_id=caller.user_id)
@@ -99,6 +108,7 @@ async def patch_me(body: ProfilePatch, caller: User, backends: Gateway) -> Profi
     response_model=AddressPage,
     summary="The caller's addresses",
     responses=problem_responses(401),
+    openapi_extra=semantic_fields({"cursor": CURSOR_RULE}),
 )
 async def list_addresses(
     caller: User, backends: Gateway, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
@@ -118,13 +128,21 @@ async def list_addresses(
     status_code=201,
     response_model=Address,
     summary="Add an address (send `Idempotency-Key` to make a retry safe)",
-    responses=problem_responses(401),
+    responses=problem_responses(401, 413, described={409: "The address book is full (20)"}),
 )
 async def add_address(
     body: AddressBody,
     caller: User,
     backends: Gateway,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=MAX_ADDRESS_KEY_LENGTH,
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="Optional: a retry with the same key returns the first address",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     request = user_pb2.AddAddressRequest(
         user_id=caller.user_id,

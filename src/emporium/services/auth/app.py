@@ -8,8 +8,9 @@ import logging
 import os
 import secrets
 import sys
+from collections.abc import Mapping
 
-from emporium.chassis.config import ServiceSettings
+from emporium.chassis.config import ConfigError, ServiceSettings
 from emporium.chassis.db import Database
 from emporium.chassis.errors import DomainError
 from emporium.chassis.kv.factory import open_kv
@@ -23,13 +24,15 @@ from emporium.chassis.runtime import (
 from emporium.contracts.rpc.auth.v1 import auth_pb2_grpc
 from emporium.services.auth import store
 from emporium.services.auth.domain import KeySet
-from emporium.services.auth.handlers import Auth
+from emporium.services.auth.handlers import MAX_ADDRESS_FAILURES, MAX_LOGIN_FAILURES, Auth
 from emporium.services.auth.rpc import SERVICE_NAME, AuthServicer, LocalTokenVerifier
 
 log = logging.getLogger("emporium.auth")
 
 ADMIN_EMAIL = "admin@emporium.local"
 ADMIN_PASSWORD_VAR = "EMPORIUM_ADMIN_PASSWORD"
+LIMIT_PER_ACCOUNT_VAR = "EMPORIUM_AUTH_LOGIN_LIMIT_PER_ACCOUNT"
+LIMIT_PER_ADDRESS_VAR = "EMPORIUM_AUTH_LOGIN_LIMIT_PER_ADDRESS"
 BOOTSTRAP_RETRY_SECONDS = 1.0
 
 
@@ -43,7 +46,13 @@ async def build(settings: ServiceSettings) -> ServiceApp:
     app.on_stop.append(kv.close)
     app.checks["kv"] = ping_check(kv.ping)
     keys = KeySet(store.signing_key_from(os.environ, settings.data_dir))
-    auth = Auth(db, kv, keys)
+    auth = Auth(
+        db,
+        kv,
+        keys,
+        max_login_failures=login_limit(os.environ, LIMIT_PER_ACCOUNT_VAR, MAX_LOGIN_FAILURES),
+        max_address_failures=login_limit(os.environ, LIMIT_PER_ADDRESS_VAR, MAX_ADDRESS_FAILURES),
+    )
     app.verifier = LocalTokenVerifier(auth)
     app.grpc_services.append(
         GrpcRegistration(
@@ -54,6 +63,17 @@ async def build(settings: ServiceSettings) -> ServiceApp:
     )
     app.background.append(admin_bootstrap(auth))
     return app
+
+
+def login_limit(environ: Mapping[str, str], variable: str, default: int) -> int:
+    """Login attempts allowed per 5-minute window (per account, or per client address:
+    raise the latter for many users behind one NAT, or a load test from one host)."""
+    raw = environ.get(variable, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{variable}: must be a positive integer, got {raw!r}")
+    return int(raw)
 
 
 def admin_bootstrap(auth: Auth) -> BackgroundTask:

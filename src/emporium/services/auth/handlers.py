@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from emporium.chassis.db import Database
-from emporium.chassis.errors import DomainError, ErrorCode, FieldError, invalid, not_found
+from emporium.chassis.errors import (
+    DomainError,
+    ErrorCode,
+    FieldError,
+    invalid,
+    not_found,
+    unauthenticated,
+)
 from emporium.chassis.kv.base import KeyValueStore
 from emporium.chassis.rpc.identity import require_admin
 from emporium.services.auth import store
@@ -25,6 +32,7 @@ from emporium.services.auth.domain import (
     Jwks,
     KeySet,
     PasswordHashing,
+    Proof,
     RefreshFamily,
     RevocationReason,
     RotationRejected,
@@ -40,7 +48,8 @@ ROLE_USER = "user"
 ROLE_ADMIN = "admin"
 KNOWN_ROLES = frozenset({ROLE_USER, ROLE_ADMIN})
 MAX_NAME_LENGTH = 100
-MAX_LOGIN_FAILURES = 5
+MAX_LOGIN_FAILURES = 5  # per account, whatever the address (API.md: 429 after repeated failures)
+MAX_ADDRESS_FAILURES = 20  # per client address, whatever the account (password spraying)
 LOGIN_FAILURE_WINDOW = timedelta(minutes=5)
 
 
@@ -76,11 +85,12 @@ def invalid_credentials() -> DomainError:
     )
 
 
-def too_many_attempts() -> DomainError:
+def too_many_attempts(retry_after: float) -> DomainError:
     return DomainError(
         "too many failed logins; try again later",
         ErrorCode.RESOURCE_EXHAUSTED,
         "too_many_login_attempts",
+        retry_after=max(1.0, retry_after),
     )
 
 
@@ -100,6 +110,7 @@ class Auth:
         hashing: PasswordHashing | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         max_login_failures: int = MAX_LOGIN_FAILURES,
+        max_address_failures: int = MAX_ADDRESS_FAILURES,
         login_failure_window: timedelta = LOGIN_FAILURE_WINDOW,
     ) -> None:
         self.db = db
@@ -108,7 +119,10 @@ class Auth:
         self.clock = clock
         self.sessions = store.SessionStore(kv)
         self.throttle = store.LoginThrottle(
-            kv, max_failures=max_login_failures, window=login_failure_window
+            kv,
+            max_per_account=max_login_failures,
+            max_per_address=max_address_failures,
+            window=login_failure_window,
         )
         self._verifier = keys.verifier()
 
@@ -139,13 +153,16 @@ class Auth:
     # -- login ---------------------------------------------------------------------------
 
     async def login(self, email: str, password: str, client: str = "") -> IssuedTokens:
-        if await self.throttle.blocked(email, client):
-            raise too_many_attempts()
+        """Counted by the throttle before the password is checked (see LoginThrottle), so
+        concurrent guesses cannot all slip under the limit."""
+        account = _throttle_account(email)
+        admission = await self.throttle.admit(account, client)
+        if not admission.admitted:
+            raise too_many_attempts(admission.retry_after)
         credential = await self._check_password(email, password)
         if credential is None:
-            await self.throttle.record_failure(email, client)
             raise invalid_credentials()
-        await self.throttle.reset(email, client)
+        await self.throttle.succeeded(account, client)
         if self.hashing.needs_rehash(credential.password_hash):
             await self._rehash(credential.user_id, password)
         now = self.clock()
@@ -190,12 +207,12 @@ class Auth:
     # -- refresh -------------------------------------------------------------------------
 
     async def refresh(self, refresh_token: str) -> IssuedTokens:
+        """Rotate a refresh token. Nothing is decided before the token proved what it is
+        (`RefreshFamily.proof`): a token the family never issued changes nothing."""
         family_id = family_id_of(refresh_token)
         family = await self.sessions.load(family_id)
         if family is None:
             raise refresh_rejected("refresh_token_invalid")
-        if await self.sessions.is_revoked(family_id):
-            raise refresh_rejected("session_revoked")
         now = self.clock()
         result = family.rotate(refresh_token, now=now)
         if isinstance(result, RotationRejected):
@@ -204,6 +221,8 @@ class Auth:
             ):
                 await self.sessions.revoke(family_id, result.family, now=now)
             raise result.error()
+        if await self.sessions.is_revoked(family_id):
+            raise refresh_rejected("session_revoked")
         if not await self.sessions.claim_rotation(family, now=now):
             # a concurrent refresh with the same token rotated first: this one is a reuse
             revoked = family.revoke(now=now, reason=RevocationReason.REUSE_DETECTED)
@@ -221,14 +240,37 @@ class Auth:
 
     # -- logout and validation -----------------------------------------------------------
 
-    async def logout(self, access_token: str) -> None:
-        """Revoke the token's session (its refresh family) and the token itself; idempotent."""
+    async def logout(self, access_token: str = "", refresh_token: str = "") -> None:
+        """End the session(s) the given tokens prove; idempotent.
+
+        Either token is enough, so a client whose access token has expired still ends its
+        session with the refresh token. A refresh token must prove itself (the family's
+        current token, or one it issued before) or nothing is revoked; with a valid refresh
+        token an unusable access token is ignored (it cannot do anything anyway). Both are
+        checked before anything is written."""
+        if not access_token and not refresh_token:
+            raise unauthenticated("an access token or a refresh token is required")
         now = self.clock()
-        claims = self._verifier.verify(access_token, now=now)
-        family = await self.sessions.load(claims.session_id)
-        revoked = family.revoke(now=now, reason=RevocationReason.LOGOUT) if family else None
-        await self.sessions.revoke(claims.session_id, revoked, now=now)
-        await self.sessions.deny_token(claims.token_id, revocation_ttl(claims, now=now))
+        ending: dict[str, RefreshFamily | None] = {}
+        if refresh_token:
+            family = await self.sessions.load(family_id_of(refresh_token))
+            if family is None or family.proof(refresh_token) is Proof.NOTHING:
+                raise refresh_rejected("refresh_token_invalid")
+            ending[family.family_id] = family
+        claims = None
+        if access_token:
+            try:
+                claims = self._verifier.verify(access_token, now=now)
+            except DomainError:
+                if not refresh_token:
+                    raise
+        if claims is not None and claims.session_id not in ending:
+            ending[claims.session_id] = await self.sessions.load(claims.session_id)
+        for session_id, family in ending.items():
+            revoked = family.revoke(now=now, reason=RevocationReason.LOGOUT) if family else None
+            await self.sessions.revoke(session_id, revoked, now=now)
+        if claims is not None:
+            await self.sessions.deny_token(claims.token_id, revocation_ttl(claims, now=now))
 
     async def validate(self, access_token: str, *, with_email: bool = True) -> TokenInfo:
         """Signature, claims and expiry, then the session: alive, not revoked, token not
@@ -287,6 +329,15 @@ class Auth:
                 return False
             raise
         return True
+
+
+def _throttle_account(email: str) -> str:
+    """The account a login attempt counts against: the canonical email, so spellings of one
+    address (case, Unicode forms, IDNA) share one counter."""
+    try:
+        return normalize_email(email)
+    except DomainError:
+        return email.strip().lower()
 
 
 def _email_taken() -> DomainError:

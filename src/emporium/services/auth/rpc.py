@@ -2,7 +2,9 @@
 
 Who may call what: Register, Login, Refresh, GetJwks and ValidateToken are open (the
 gateway calls them for anonymous clients; possession of the password or token is the
-proof); Logout needs the access token it ends; SetRoles needs an admin.
+proof); Logout needs the access token or the refresh token of the session it ends (in the
+request, not the caller's metadata, so an expired access token does not stop it);
+SetRoles needs an admin. Which services may call each method: `callers.py`.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return _token_pair(await self.auth.refresh(request.refresh_token))
 
     async def Logout(self, request: Any, context: Any) -> auth_pb2.LogoutResponse:
-        await self.auth.logout(request.access_token)
+        await self.auth.logout(request.access_token, request.refresh_token)
         return auth_pb2.LogoutResponse()
 
     async def ValidateToken(self, request: Any, context: Any) -> auth_pb2.ValidateTokenResponse:

@@ -12,7 +12,8 @@ kv keys (all under the store's `auth:` namespace):
 - `rotation:{family_id}:{generation}`: claimed with SET NX by the one refresh allowed to
   rotate that generation; a second concurrent refresh loses and counts as reuse.
 - `revoked-jti:{jti}`: logged-out access tokens, until they would have expired anyway.
-- `login-failures:{sha256(email)}:{client}`: failed logins in the current window.
+- `login-attempts:account:{sha256(email)}`, `login-attempts:address:{client}`: login
+  attempts in the current window, per account and per client address (`LoginThrottle`).
 """
 
 from __future__ import annotations
@@ -192,31 +193,67 @@ class SessionStore:
         return await self.kv.exists(f"revoked-jti:{token_id}")
 
 
-class LoginThrottle:
-    """Fixed-window count of failed logins per account and client (API.md: 429 after
-    repeated failures). The window starts at the first failure; a success clears it."""
+@dataclass(frozen=True)
+class Admission:
+    """The throttle's verdict on one login attempt; `retry_after` is the seconds until the
+    window that refused it ends (0 when admitted)."""
 
-    def __init__(self, kv: KeyValueStore, *, max_failures: int, window: timedelta) -> None:
+    admitted: bool
+    retry_after: float = 0.0
+
+
+class LoginThrottle:
+    """Login attempts per account (whatever address they come from) and per client address
+    (whatever account they try), each in a fixed window of the kv store.
+
+    Count first, then decide: every attempt increments both counters atomically
+    (`incr_with_ttl`) before its password is checked, and goes ahead only if the values it
+    got are within the limits. Concurrent attempts therefore get distinct counts and at
+    most `max_per_account` of them are ever checked per window, however many arrive at
+    once and from however many addresses. A success gives its attempt back: the account's
+    window is cleared (its owner proved the password), the address's count drops by one
+    (one good login from an address does not clear the failures it made elsewhere)."""
+
+    def __init__(
+        self,
+        kv: KeyValueStore,
+        *,
+        max_per_account: int,
+        max_per_address: int,
+        window: timedelta,
+    ) -> None:
         self.kv = kv
-        self.max_failures = max_failures
+        self.max_per_account = max_per_account
+        self.max_per_address = max_per_address
         self.window = window
 
     @staticmethod
-    def _key(email: str, client: str) -> str:
+    def _account_key(email: str) -> str:
         account = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
-        return f"login-failures:{account}:{client or '-'}"
+        return f"login-attempts:account:{account}"
 
-    async def blocked(self, email: str, client: str) -> bool:
-        raw = await self.kv.get(self._key(email, client))
-        return raw is not None and int(raw) >= self.max_failures
+    @staticmethod
+    def _address_key(client: str) -> str:
+        return f"login-attempts:address:{client or '-'}"
 
-    async def record_failure(self, email: str, client: str) -> int:
-        key = self._key(email, client)
-        await self.kv.set_if_absent(key, "0", self.window.total_seconds())
-        return await self.kv.incr(key)  # incr keeps the TTL set above
+    async def admit(self, email: str, client: str) -> Admission:
+        seconds = self.window.total_seconds()
+        per_account, account_left = await self.kv.incr_with_ttl(self._account_key(email), seconds)
+        per_address, address_left = await self.kv.incr_with_ttl(self._address_key(client), seconds)
+        waits = [
+            left
+            for count, limit, left in (
+                (per_account, self.max_per_account, account_left),
+                (per_address, self.max_per_address, address_left),
+            )
+            if count > limit
+        ]
+        return Admission(False, max(waits)) if waits else Admission(True)
 
-    async def reset(self, email: str, client: str) -> None:
-        await self.kv.delete(self._key(email, client))
+    async def succeeded(self, email: str, client: str) -> None:
+        await self.kv.delete(self._account_key(email))
+        # with a TTL even if the window ended meanwhile: no counter may outlive its window
+        await self.kv.incr_with_ttl(self._address_key(client), self.window.total_seconds(), -1)
 
 
 # -- signing key ---------------------------------------------------------------------------

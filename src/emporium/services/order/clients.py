@@ -2,12 +2,18 @@
 
 An adapter: every call goes through `create_channel` (deadline, retry of the idempotent
 methods, circuit breaker) and acts as `Caller.system("order")`. Saga commands are sent here
-and their answers turned into the saga's replies:
+and their answers turned into the saga's replies. The rule is "done only when it is done":
 
-- success -> `StepSucceeded`;
-- a definite "no" with nothing done (out of stock, declined, reservation gone, nothing to
-  undo) -> `StepRefused`, with the error kept so PlaceOrder can answer it (409 out_of_stock);
-- deadline, unavailable, open breaker, internal error -> `StepFailed`: the outcome is unknown.
+- forward steps: success -> `StepSucceeded`; a definite business "no" with nothing done
+  (out of stock, reservation closed, a declined card) -> `StepRefused`, with the error kept so
+  PlaceOrder can answer it (409 out_of_stock). Anything else (deadline, unavailable, an open
+  breaker, and also UNAUTHENTICATED / PERMISSION_DENIED / UNIMPLEMENTED, which a deploy can
+  cause) -> `StepFailed`: the outcome is unknown, the saga retries, then compensates. A
+  Charge is refused only by an answer that says so (DECLINED, or VOIDED/REFUNDED: nothing
+  is held); an error never counts as a decline.
+- compensations: `StepSucceeded` only when the answer says nothing is held any more (payment
+  VOIDED / DECLINED / REFUNDED, the reservation released); everything else, errors included,
+  is `StepFailed`, so the saga retries and finally parks: never "nothing to undo" by guess.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ SERVICE: Final = "order"
 SYSTEM: Final = Caller.system(SERVICE)
 DEFAULT_TIMEOUT_SECONDS: Final = 2.0
 DEFAULT_CHARGE_TIMEOUT_SECONDS: Final = 2.0
+BREAKER_RESET_SECONDS: Final = 5.0  # an open breaker lets a probe through after this long
 
 PRODUCT_IDEMPOTENT: Final = {"/emporium.product.v1.ProductService/GetProducts"}
 INVENTORY_IDEMPOTENT: Final = {
@@ -54,22 +61,29 @@ PAYMENT_IDEMPOTENT: Final = {
     f"/emporium.payment.v1.PaymentService/{m}"
     for m in ("Charge", "Void", "Refund", "GetPayment", "CheckPaymentToken")
 }
-# Statuses after which the other side may or may not have acted.
-UNKNOWN_OUTCOME: Final = frozenset(
+# The gRPC codes of a definite business refusal of a forward step: the other side looked at
+# the request and did nothing (out of stock, reservation closed, unknown sku).
+BUSINESS_REFUSALS: Final = frozenset(
     {
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.CANCELLED,
-        grpc.StatusCode.UNKNOWN,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.OUT_OF_RANGE,
     }
 )
+_P = payment_pb2
+# Charge answers that say nothing is held for the order (a decline, a fenced or reversed one).
 _CHARGE_REFUSALS: Final = {
-    payment_pb2.PAYMENT_STATUS_DECLINED: "card_declined",
-    payment_pb2.PAYMENT_STATUS_VOIDED: "voided",
-    payment_pb2.PAYMENT_STATUS_REFUNDED: "refunded",
+    _P.PAYMENT_STATUS_DECLINED: "card_declined",
+    _P.PAYMENT_STATUS_VOIDED: "voided",
+    _P.PAYMENT_STATUS_REFUNDED: "refunded",
 }
+# A compensation of the payment is done when nothing is held any more.
+_NOTHING_HELD: Final = frozenset(
+    {_P.PAYMENT_STATUS_VOIDED, _P.PAYMENT_STATUS_DECLINED, _P.PAYMENT_STATUS_REFUNDED}
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +99,7 @@ class Outcome:
 
     reply: Reply
     error: DomainError | None = None
+    breaker_open: bool = False  # refused by our own breaker: nothing reached the other side
 
 
 class RemoteServices:
@@ -104,18 +119,21 @@ class RemoteServices:
                 service=SERVICE,
                 default_timeout=timeout,
                 idempotent=PRODUCT_IDEMPOTENT,
+                reset_timeout=BREAKER_RESET_SECONDS,
             ),
             create_channel(
                 targets.inventory,
                 service=SERVICE,
                 default_timeout=timeout,
                 idempotent=INVENTORY_IDEMPOTENT,
+                reset_timeout=BREAKER_RESET_SECONDS,
             ),
             create_channel(
                 targets.payment,
                 service=SERVICE,
                 default_timeout=timeout,
                 idempotent=PAYMENT_IDEMPOTENT,
+                reset_timeout=BREAKER_RESET_SECONDS,
             ),
         ]
         self.product = product_pb2_grpc.ProductServiceStub(self._channels[0])
@@ -150,13 +168,17 @@ class RemoteServices:
                 answer = await self._request(command)
             except grpc.aio.AioRpcError as exc:
                 error = domain_error_from_rpc(exc)
-                if exc.code() in UNKNOWN_OUTCOME:
-                    return Outcome(StepFailed(step, error.reason or exc.code().name.lower()))
-                return Outcome(StepRefused(step, error.reason or "refused"), error)
+                reason = error.reason or exc.code().name.lower()
+                refusable = isinstance(command, ReserveStock | CommitStock)
+                if refusable and exc.code() in BUSINESS_REFUSALS:
+                    return Outcome(StepRefused(step, error.reason or "refused"), error)
+                return Outcome(StepFailed(step, reason))
             except DomainError as exc:  # the circuit breaker is open: nothing was sent
-                return Outcome(StepFailed(step, exc.reason or "unavailable"))
+                return Outcome(StepFailed(step, exc.reason or "unavailable"), breaker_open=True)
         if isinstance(command, Charge):
             return _charge_outcome(step, answer)
+        if isinstance(command, VoidPayment | RefundPayment):
+            return _give_back_outcome(step, answer)
         return Outcome(StepSucceeded(step))
 
     async def _request(self, command: RemoteCommand) -> Any:
@@ -217,3 +239,12 @@ def _charge_outcome(step: str, payment: Any) -> Outcome:
     if payment.status in _CHARGE_REFUSALS:
         return Outcome(StepRefused(step, payment.reason or _CHARGE_REFUSALS[payment.status]))
     return Outcome(StepFailed(step, "payment_pending"))  # still unknown: retry, then void
+
+
+def _give_back_outcome(step: str, payment: Any) -> Outcome:
+    """Void/Refund: done only when payment-service says nothing is held (it answers VOIDED
+    or REFUNDED only after the provider confirmed); VOIDING/REFUNDING: not yet."""
+    if payment.status in _NOTHING_HELD:
+        return Outcome(StepSucceeded(step))
+    name = payment_pb2.PaymentStatus.Name(payment.status).removeprefix("PAYMENT_STATUS_")
+    return Outcome(StepFailed(step, f"payment_{name.lower()}"))

@@ -12,7 +12,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from emporium.contracts.rpc.order.v1 import order_pb2, order_pb2_grpc
 from emporium.services.order.domain import Order
-from emporium.services.order.handlers import Orders
+from emporium.services.order.handlers import Orders, Sagas
+from emporium.services.order.saga import CheckoutSaga
 
 SERVICE_NAME: str = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
 
@@ -63,6 +64,22 @@ def order_message(order: Order) -> order_pb2.Order:
     )
 
 
+def saga_message(saga: CheckoutSaga) -> order_pb2.Saga:
+    return order_pb2.Saga(
+        order_id=saga.order_id,
+        user_id=saga.order.user_id,
+        state=saga.state.value,
+        awaiting=saga.awaiting or "",
+        attempts=saga.attempts,
+        payment=saga.payment.value,
+        stock=saga.stock.value,
+        cancel_reason=saga.cancel_reason or "",
+        parked_reason=saga.parked_reason or "",
+        order_status=saga.order.status.value,
+        updated_at=_timestamp(saga.updated_at or saga.order.updated_at),
+    )
+
+
 def _body(request: Any) -> dict[str, object]:
     """The PlaceOrder request as the JSON body the domain validates."""
     address = request.shipping_address
@@ -84,8 +101,9 @@ def _body(request: Any) -> dict[str, object]:
 class OrderServicer(order_pb2_grpc.OrderServiceServicer):
     """`OrderService` (order.proto)."""
 
-    def __init__(self, orders: Orders) -> None:
+    def __init__(self, orders: Orders, sagas: Sagas) -> None:
         self.orders = orders
+        self.sagas = sagas
 
     async def PlaceOrder(self, request: Any, context: Any) -> order_pb2.PlaceOrderResponse:
         placed = await self.orders.place(request.user_id, request.idempotency_key, _body(request))
@@ -104,3 +122,15 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
 
     async def CancelOrder(self, request: Any, context: Any) -> order_pb2.Order:
         return order_message(await self.orders.cancel(request.order_id))
+
+    async def ListSagas(self, request: Any, context: Any) -> order_pb2.ListSagasResponse:
+        page = await self.sagas.list(list(request.states), request.limit, request.cursor)
+        return order_pb2.ListSagasResponse(
+            sagas=[saga_message(s) for s in page.items], next_cursor=page.next_cursor
+        )
+
+    async def RetrySaga(self, request: Any, context: Any) -> order_pb2.Saga:
+        return saga_message(await self.sagas.retry(request.order_id))
+
+    async def CancelSaga(self, request: Any, context: Any) -> order_pb2.Saga:
+        return saga_message(await self.sagas.cancel(request.order_id, request.note))

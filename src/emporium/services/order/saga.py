@@ -16,8 +16,14 @@ ignored without touching the state or its `version` (optimistic locking: the han
 `WHERE version = <loaded version>`).
 
 Outcomes: every saga ends PAID or CANCELLED. A forward step that keeps failing turns into
-compensation; a compensation that keeps failing PARKS the saga and raises an alert: an operator
-fixes the cause and calls `retry_parked`. Nothing is ever dropped.
+compensation. A compensation counts as done only on `StepSucceeded` (the other side says
+nothing is held any more); a refusal or a failure is retried, and one that keeps failing PARKS
+the saga and raises an alert: an operator fixes the cause and calls `retry_parked` (or, having
+settled it by hand, `operator_cancel`). Nothing is ever dropped.
+
+The order row exists from the start (PENDING), written with the saga by PlaceOrder, so an
+order that was answered always exists; `RecordOrder` marks the moment the stock is held and
+the order becomes a placed order (`order.created` goes out with it).
 """
 
 from __future__ import annotations
@@ -77,11 +83,16 @@ class StockKnowledge(StrEnum):
 @dataclass(frozen=True)
 class RetryPolicy:
     """Attempts per step before giving up. Backoff timing is the handler's (it sees
-    `attempt` on each command); the saga only counts."""
+    `attempt` on each command); the saga only counts.
+
+    Committing the stock of a paid order is retried longer than the other forward steps:
+    giving up on it means refunding a customer whose money was taken. Compensations are
+    retried longest, then parked."""
 
     forward_attempts: int = 3
     charge_attempts: int = 2
-    compensation_attempts: int = 5
+    commit_attempts: int = 8
+    compensation_attempts: int = 20
 
 
 # Remote commands: sent after the saga is saved; each answer must quote `step_id`.
@@ -227,6 +238,7 @@ class CheckoutSaga:
     order_recorded: bool = False
     cancel_requested: bool = False
     cancel_reason: str | None = None
+    parked_reason: str | None = None
     updated_at: datetime | None = None
 
     @property
@@ -306,7 +318,19 @@ class CheckoutSaga:
         self.version += 1
         self.updated_at = now
         self.attempts = 0
+        self.parked_reason = None
         return self._compensate(self.cancel_reason or "operator_retry", now)
+
+    def operator_cancel(self, note: str, now: datetime) -> Decision:
+        """An operator settled a parked saga by hand (refunded at the provider's dashboard,
+        counted the stock): close it CANCELLED without sending anything more. Only for
+        PARKED sagas; anything still running goes through `request_cancel`."""
+        if self.state is not SagaState.PARKED:
+            return IGNORED
+        self.version += 1
+        self.updated_at = now
+        self.cancel_reason = f"operator: {note}"[:64] if note else "operator_cancelled"
+        return self._finish_cancelled(now)
 
     # --- forward path -------------------------------------------------------------------
 
@@ -362,11 +386,10 @@ class CheckoutSaga:
             if self.attempts < self.policy.compensation_attempts:
                 return Decision([self._issue(step, now)])
             return self._park(reason, now)
-        limit = (
-            self.policy.charge_attempts
-            if step is SagaState.CHARGING
-            else self.policy.forward_attempts
-        )
+        limit = {
+            SagaState.CHARGING: self.policy.charge_attempts,
+            SagaState.COMMITTING_STOCK: self.policy.commit_attempts,
+        }.get(step, self.policy.forward_attempts)
         if self.attempts < limit and not self.cancel_requested:
             return Decision([self._issue(step, now)])
         give_up = {
@@ -397,9 +420,10 @@ class CheckoutSaga:
 
     def _on_compensation_reply(self, reply: Reply, now: datetime) -> Decision:
         step = self.state
-        if isinstance(reply, StepFailed):
+        if not isinstance(reply, StepSucceeded):
+            # A refusal is not "nothing to undo": only the other side's explicit answer that
+            # nothing is held (translated to StepSucceeded) is. Retry, then park.
             return self._on_failure(step, reply.reason, now)
-        # Success, or a refusal meaning "nothing to undo" (no payment / no reservation).
         self.attempts = 0
         if step is SagaState.REFUNDING_PAYMENT:
             self.payment = PaymentKnowledge.REFUNDED
@@ -415,14 +439,15 @@ class CheckoutSaga:
         self.state = SagaState.CANCELLED
         self.awaiting = None
         self.order.mark_cancelled(self.cancel_reason or "cancelled", now)
-        if not self.order_recorded:
-            return Decision()  # refused before the order existed (e.g. out of stock)
+        # Also when refused before it was placed (out of stock): the order row, written at
+        # PlaceOrder, says CANCELLED with the reason, whatever PlaceOrder answered.
         return Decision([UpdateOrder(self.order)])
 
     def _park(self, reason: str, now: datetime) -> Decision:
         self.state = SagaState.PARKED
         self.awaiting = None
         self.updated_at = now
+        self.parked_reason = f"{reason} ({self.attempts} attempts)"[:200]
         return Decision([RaiseAlert(self.order_id, f"compensation keeps failing: {reason}")])
 
     # --- commands -----------------------------------------------------------------------

@@ -108,6 +108,7 @@ checkout_sagas = Table(
     Column("order_recorded", Boolean, nullable=False),
     Column("cancel_requested", Boolean, nullable=False),
     Column("cancel_reason", String(64), nullable=True),
+    Column("parked_reason", String(200), nullable=True),  # why compensation was parked
     Column("payment_token", String(255), nullable=False),
     Column("order_snapshot", Text, nullable=False),  # JSON of the Order as the saga sees it
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -122,7 +123,9 @@ idempotency_keys = Table(
     Column("key", String(255), primary_key=True),
     Column("fingerprint", String(64), nullable=False),
     Column("order_id", String(64), nullable=False),
-    Column("answer", Text, nullable=True),  # JSON of a first answer that was an error
+    # JSON of the first answer once it is decided: a refusal (the error), or {"order": id}
+    # when the order itself was answered (201/202), so that a replay never turns it into 409.
+    Column("answer", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -207,6 +210,7 @@ def _saga_values(saga: CheckoutSaga) -> dict[str, Any]:
         "order_recorded": saga.order_recorded,
         "cancel_requested": saga.cancel_requested,
         "cancel_reason": saga.cancel_reason,
+        "parked_reason": saga.parked_reason,
         "order_snapshot": _order_to_json(saga.order),
         "updated_at": saga.updated_at or saga.order.updated_at,
     }
@@ -226,6 +230,7 @@ def _saga(row: Any) -> CheckoutSaga:
         order_recorded=bool(row.order_recorded),
         cancel_requested=bool(row.cancel_requested),
         cancel_reason=row.cancel_reason,
+        parked_reason=row.parked_reason,
         updated_at=_utc(row.updated_at),
     )
 
@@ -285,6 +290,19 @@ async def unfinished_sagas(session: AsyncSession, idle_since: datetime, limit: i
     return [str(r) for r in (await session.scalars(query)).all()]
 
 
+async def list_sagas(
+    session: AsyncSession, states: list[SagaState], limit: int, after: str | None
+) -> list[CheckoutSaga]:
+    """Sagas in `states` (all unfinished ones when empty), oldest change first, for the
+    operator's `emporium sagas list`; `after` is the last order id of the previous page."""
+    chosen = [s.value for s in states] or [s.value for s in SagaState if s not in FINAL_STATES]
+    query = select(checkout_sagas).where(checkout_sagas.c.state.in_(chosen))
+    if after:
+        query = query.where(checkout_sagas.c.order_id > after)
+    query = query.order_by(checkout_sagas.c.order_id).limit(limit)
+    return [_saga(row) for row in (await session.execute(query)).all()]
+
+
 async def unfinished_saga_counts(session: AsyncSession) -> dict[SagaState, int]:
     """How many sagas are in each state that is not final (parked ones included)."""
     final = [s.value for s in FINAL_STATES]
@@ -337,10 +355,14 @@ async def insert_order(session: AsyncSession, order: Order) -> None:
         )
 
 
-async def update_order(session: AsyncSession, order: Order) -> None:
-    await session.execute(
+async def save_order(session: AsyncSession, order: Order) -> None:
+    """Write the order's changing fields; insert it if its row is missing (a saga started
+    before orders were written at PlaceOrder)."""
+    result = await session.execute(
         update(orders).where(orders.c.id == order.id).values(**_order_values(order))
     )
+    if not getattr(result, "rowcount", 0):
+        await insert_order(session, order)
 
 
 async def _with_lines(session: AsyncSession, rows: list[Any]) -> list[Order]:
@@ -442,11 +464,17 @@ async def insert_idempotency_record(
     return True
 
 
-async def set_idempotency_answer(
+async def decide_idempotency_answer(
     session: AsyncSession, user_id: str, key: str, answer: dict[str, Any]
-) -> None:
-    await session.execute(
+) -> bool:
+    """Record the key's first answer unless one is recorded already; True if this one won."""
+    result = await session.execute(
         update(idempotency_keys)
-        .where(idempotency_keys.c.user_id == user_id, idempotency_keys.c.key == key)
+        .where(
+            idempotency_keys.c.user_id == user_id,
+            idempotency_keys.c.key == key,
+            idempotency_keys.c.answer.is_(None),
+        )
         .values(answer=json.dumps(answer))
     )
+    return bool(getattr(result, "rowcount", 0))

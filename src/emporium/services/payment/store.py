@@ -14,9 +14,13 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Index,
+    Integer,
     String,
     Table,
     UniqueConstraint,
+    func,
+    or_,
     select,
     text,
     update,
@@ -47,11 +51,19 @@ payments = Table(
     Column("token_kind", String(255), nullable=False),  # the provider token, never card data
     Column("status", String(16), nullable=False),
     Column("reason", String(64), nullable=True),
-    Column("needs_reversal", Boolean, nullable=False),
+    Column("announced", Boolean, nullable=False),  # an order.completed "captured" went out
+    Column("attempts", Integer, nullable=False),  # provider calls without a usable answer
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", String(200), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("order_id"),
+    Index("ix_payments_open_intents", "status", "next_attempt_at"),
 )
+
+# Intents the reconciler works on (see domain.py): a charge of unknown outcome, a void or a
+# refund the provider has not confirmed yet.
+OPEN_STATES = (PaymentStatus.PENDING, PaymentStatus.VOIDING, PaymentStatus.REFUNDING)
 
 
 async def ping(db: Database) -> bool:
@@ -85,7 +97,10 @@ def _stored(row: Any) -> StoredPayment:
         updated_at=_utc(row.updated_at),
         status=PaymentStatus(row.status),
         reason=row.reason,
-        needs_reversal=bool(row.needs_reversal),
+        announced=bool(row.announced),
+        attempts=int(row.attempts),
+        next_attempt_at=_utc(row.next_attempt_at) if row.next_attempt_at else None,
+        last_error=row.last_error,
     )
     return StoredPayment(payment, row.user_id)
 
@@ -98,6 +113,18 @@ async def payment_for_order(
         query = query.with_for_update()
     row = (await session.execute(query)).first()
     return _stored(row) if row else None
+
+
+def _mutable(payment: Payment) -> dict[str, Any]:
+    return {
+        "status": payment.status.value,
+        "reason": payment.reason,
+        "announced": payment.announced,
+        "attempts": payment.attempts,
+        "next_attempt_at": payment.next_attempt_at,
+        "last_error": payment.last_error,
+        "updated_at": payment.updated_at,
+    }
 
 
 async def insert_payment(session: AsyncSession, payment: Payment, user_id: str) -> bool:
@@ -113,11 +140,8 @@ async def insert_payment(session: AsyncSession, payment: Payment, user_id: str) 
                     amount_minor=payment.amount_minor,
                     currency=payment.currency,
                     token_kind=payment.token,
-                    status=payment.status.value,
-                    reason=payment.reason,
-                    needs_reversal=payment.needs_reversal,
                     created_at=payment.created_at,
-                    updated_at=payment.updated_at,
+                    **_mutable(payment),
                 )
             )
     except IntegrityError:
@@ -127,12 +151,39 @@ async def insert_payment(session: AsyncSession, payment: Payment, user_id: str) 
 
 async def update_payment(session: AsyncSession, payment: Payment) -> None:
     await session.execute(
-        update(payments)
-        .where(payments.c.id == payment.id)
-        .values(
-            status=payment.status.value,
-            reason=payment.reason,
-            needs_reversal=payment.needs_reversal,
-            updated_at=payment.updated_at,
-        )
+        update(payments).where(payments.c.id == payment.id).values(**_mutable(payment))
     )
+
+
+async def due_intents(
+    session: AsyncSession, now: datetime, pending_since: datetime, limit: int
+) -> list[str]:
+    """Order ids of open intents whose next attempt is due: voids and refunds at once, a
+    PENDING charge only once it is older than `pending_since` (its own Charge call may still
+    be waiting for the provider)."""
+    due = or_(payments.c.next_attempt_at.is_(None), payments.c.next_attempt_at <= now)
+    giving_back = payments.c.status.in_(
+        [PaymentStatus.VOIDING.value, PaymentStatus.REFUNDING.value]
+    )
+    stale_charge = (payments.c.status == PaymentStatus.PENDING.value) & (
+        payments.c.updated_at <= pending_since
+    )
+    query = (
+        select(payments.c.order_id)
+        .where(due & (giving_back | stale_charge))
+        .order_by(payments.c.updated_at)
+        .limit(limit)
+    )
+    return [row[0] for row in (await session.execute(query)).all()]
+
+
+async def open_intent_counts(session: AsyncSession) -> dict[str, int]:
+    """How many payments wait for the provider, per state (for the metrics)."""
+    query = (
+        select(payments.c.status, func.count())
+        .where(payments.c.status.in_([s.value for s in OPEN_STATES]))
+        .group_by(payments.c.status)
+    )
+    counts = {s.value: 0 for s in OPEN_STATES}
+    counts.update({row[0]: int(row[1]) for row in (await session.execute(query)).all()})
+    return counts

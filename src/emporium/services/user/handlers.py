@@ -2,7 +2,7 @@
 manage the address book. One unit of work each; authorization from `current_caller()`.
 
 Who may do what:
-- CreateUser: a system caller (the gateway calls it as `Caller.system("api-gateway")` right
+- CreateUser: a system caller (the gateway calls it as `Caller.system("api_gateway")` right
   after auth's Register, when the new user has no token yet), an admin, or the user itself.
 - Everything else: the owner or an admin (or a system caller). A stranger gets NOT_FOUND,
   as for another user's order: the answer does not even confirm the account exists.

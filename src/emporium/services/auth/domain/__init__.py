@@ -32,8 +32,10 @@ from emporium.services.auth.domain.passwords import (
 )
 from emporium.services.auth.domain.refresh import (
     REFRESH_TOKEN_TTL,
+    REMEMBERED_GENERATIONS,
     SESSION_MAX_LIFETIME,
     FamilyStatus,
+    Proof,
     RefreshFamily,
     RevocationReason,
     RotationAccepted,
@@ -67,6 +69,7 @@ __all__ = [
     "PASSWORD_FIELD",
     "PASSWORD_HASH_PARAMETERS",
     "REFRESH_TOKEN_TTL",
+    "REMEMBERED_GENERATIONS",
     "SESSION_MAX_LIFETIME",
     "TOKEN_AUDIENCE",
     "TOKEN_ISSUER",
@@ -78,6 +81,7 @@ __all__ = [
     "Jwks",
     "KeySet",
     "PasswordHashing",
+    "Proof",
     "RefreshFamily",
     "RevocationReason",
     "RotationAccepted",

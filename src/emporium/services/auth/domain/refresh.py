@@ -9,11 +9,21 @@ once (ValidateToken checks the family). This is the OAuth 2.0 Security BCP's "re
 rotation" with reuse detection.
 
 Token format: `<family_id>.<secret>`, both URL-safe base64 of random bytes (128 and 256 bits).
-The family id lets the store load the family with one kv read; only SHA-256 of the whole token
-is stored, so a leaked kv dump cannot be replayed. A plain hash (no salt, no slow KDF) is
-enough because the secret has 256 bits of entropy: there is nothing to brute-force.
-Any token naming a known family but not matching its current hash counts as reuse: only a
-holder of a real token of that family can know the family id.
+The family id only *locates* the family (one kv read); it is not a secret, since every access
+token of the session carries it as `sid`. What proves possession is the secret: only SHA-256
+of the whole token is stored, for the current token and for the last
+`REMEMBERED_GENERATIONS` rotated ones, so a leaked kv dump cannot be replayed and a token
+built from an access token (`<sid>.<anything>`) matches nothing. Every decision starts with
+that proof (`RefreshFamily.proof`, constant-time comparisons of every stored hash):
+
+- the current token: rotate (or, for logout, revoke);
+- a token this family really issued before (a used one): reuse, revoke the family;
+- anything else: `refresh_token_invalid`, and nothing changes. A wrong token never revokes
+  a session it does not prove to hold.
+
+A plain hash (no salt, no slow KDF) is enough because the secret has 256 bits of entropy:
+there is nothing to brute-force. A used token older than the remembered generations is
+simply invalid (it no longer triggers reuse detection; it never rotates either).
 
 Known trade-off: two concurrent refreshes with the same token (two tabs) look like reuse and
 end the session; clients must serialise refreshes. Everything here is pure: the caller loads a
@@ -28,7 +38,7 @@ import re
 import secrets
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Any, ClassVar, Literal
 
 from emporium.chassis.errors import DomainError, ErrorCode
@@ -39,6 +49,10 @@ REFRESH_TOKEN_TTL = timedelta(days=14)
 SESSION_MAX_LIFETIME = timedelta(days=90)
 """Absolute cap: a family older than this cannot be refreshed, however active; re-login."""
 
+REMEMBERED_GENERATIONS = 32
+"""How many used tokens per family are still recognised as reuse (about 8 hours of
+refreshing every 15 minutes). 32 SHA-256 hex digests: about 2 KiB per session in kv."""
+
 _FAMILY_ID_BYTES = 16
 _SECRET_BYTES = 32
 _TOKEN_SHAPE = re.compile(r"([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})")
@@ -47,6 +61,14 @@ _TOKEN_SHAPE = re.compile(r"([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})")
 class FamilyStatus(StrEnum):
     ACTIVE = "active"
     REVOKED = "revoked"
+
+
+class Proof(Enum):
+    """What a presented refresh token proves about a family."""
+
+    CURRENT = "current"  # the one valid token: the holder may rotate or end the session
+    USED = "used"  # a token the family issued before: a second holder exists (reuse)
+    NOTHING = "nothing"  # not a token of this family: no decision may rest on it
 
 
 class RevocationReason(StrEnum):
@@ -97,6 +119,7 @@ class RefreshFamily:
     status: FamilyStatus = FamilyStatus.ACTIVE
     revoked_at: datetime | None = None
     revoked_reason: str | None = None
+    previous_hashes: tuple[str, ...] = ()  # newest first, at most REMEMBERED_GENERATIONS
 
     @classmethod
     def start(cls, user_id: str, *, now: datetime) -> tuple[RefreshFamily, str]:
@@ -126,15 +149,30 @@ class RefreshFamily:
         """Whether the session still stands: what ValidateToken asks for a token's `sid`."""
         return self.status is FamilyStatus.ACTIVE and _aware(now) < self.session_ends_at
 
+    def proof(self, presented: str) -> Proof:
+        """What `presented` proves, comparing its hash with every stored one in constant
+        time (no early exit, so timing tells nothing about which hash, if any, matched)."""
+        if _TOKEN_SHAPE.fullmatch(presented) is None or family_id_of(presented) != self.family_id:
+            return Proof.NOTHING
+        digest = hash_refresh_token(presented)
+        current = hmac.compare_digest(digest, self.current_hash)
+        used = False
+        for previous in self.previous_hashes:
+            used |= hmac.compare_digest(digest, previous)
+        if current:
+            return Proof.CURRENT
+        return Proof.USED if used else Proof.NOTHING
+
     def rotate(self, presented: str, *, now: datetime) -> RotationAccepted | RotationRejected:
         """Exchange the presented token for a new one, or say why not (and persist `family`
         of the result either way: a reuse revokes the family)."""
         now = _aware(now)
-        if _TOKEN_SHAPE.fullmatch(presented) is None or family_id_of(presented) != self.family_id:
+        proof = self.proof(presented)
+        if proof is Proof.NOTHING:
             return RotationRejected(self, "refresh_token_invalid")
         if self.status is FamilyStatus.REVOKED:
             return RotationRejected(self, "session_revoked")
-        if not hmac.compare_digest(hash_refresh_token(presented), self.current_hash):
+        if proof is Proof.USED:
             revoked = self.revoke(now=now, reason=RevocationReason.REUSE_DETECTED)
             return RotationRejected(revoked, "refresh_token_reused")
         if now >= self.expires_at or now >= self.session_ends_at:
@@ -145,6 +183,7 @@ class RefreshFamily:
             current_hash=hash_refresh_token(token),
             generation=self.generation + 1,
             expires_at=min(now + REFRESH_TOKEN_TTL, self.session_ends_at),
+            previous_hashes=(self.current_hash, *self.previous_hashes)[:REMEMBERED_GENERATIONS],
         )
         return RotationAccepted(rotated, token)
 
@@ -174,6 +213,7 @@ class RefreshFamily:
             "status": self.status.value,
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
             "revoked_reason": self.revoked_reason,
+            "previous_hashes": list(self.previous_hashes),
         }
 
     @classmethod
@@ -189,6 +229,7 @@ class RefreshFamily:
             status=FamilyStatus(record["status"]),
             revoked_at=datetime.fromisoformat(revoked_at) if revoked_at else None,
             revoked_reason=record.get("revoked_reason"),
+            previous_hashes=tuple(str(h) for h in record.get("previous_hashes") or ()),
         )
 
 

@@ -19,32 +19,42 @@ import asyncio
 import contextvars
 import functools
 import logging
-import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from emporium.chassis.backoff import Backoff
 from emporium.chassis.db import Database, UnitOfWork
 from emporium.chassis.errors import DomainError, ErrorCode
 from emporium.chassis.events.outbox import add_event
+from emporium.chassis.failpoints import failpoint
 from emporium.chassis.rpc.identity import set_caller
 from emporium.chassis.rpc.server import incoming_deadline_var
 from emporium.chassis.runtime import StopSignal
 from emporium.contracts.events.order_created import OrderCreatedV1
 from emporium.services.order import store
-from emporium.services.order.clients import SERVICE, SYSTEM, RemoteServices
-from emporium.services.order.metrics import report_unfinished_sagas
+from emporium.services.order.clients import (
+    BREAKER_RESET_SECONDS,
+    SERVICE,
+    SYSTEM,
+    RemoteServices,
+)
+from emporium.services.order.metrics import count_parked, report_unfinished_sagas
 from emporium.services.order.saga import (
     IGNORED,
     CheckoutSaga,
+    CommitStock,
     Decision,
     EmitEvent,
     RaiseAlert,
-    RecordOrder,
+    RefundPayment,
+    ReleaseStock,
     RemoteCommand,
     Reply,
+    RetryPolicy,
     SagaState,
+    VoidPayment,
 )
 
 log = logging.getLogger(__name__)
@@ -54,6 +64,10 @@ Transition = Callable[[CheckoutSaga, datetime], Decision]
 DEFAULT_STALE_AFTER_SECONDS = 15.0
 DEFAULT_RECOVERY_INTERVAL_SECONDS = 5.0
 RECOVERY_BATCH = 100
+QUICK_BACKOFF = Backoff(initial=0.05, maximum=1.0, jitter=0.5)
+# With the default 20 compensation attempts, about four minutes pass before a saga is parked:
+# long enough to ride out a deploy or a restart of payment or inventory.
+PATIENT_BACKOFF = Backoff(initial=0.25, maximum=15.0, jitter=0.3)
 
 
 def now_utc() -> datetime:
@@ -97,13 +111,17 @@ class CheckoutRunner:
         *,
         stale_after: float = DEFAULT_STALE_AFTER_SECONDS,
         recovery_interval: float = DEFAULT_RECOVERY_INTERVAL_SECONDS,
-        retry_delay: float = 0.05,
+        quick_backoff: Backoff = QUICK_BACKOFF,
+        patient_backoff: Backoff = PATIENT_BACKOFF,
+        policy: RetryPolicy | None = None,
     ) -> None:
         self.db = db
+        self.policy = policy
         self.remote = remote
         self.stale_after = stale_after
         self.recovery_interval = recovery_interval
-        self.retry_delay = retry_delay
+        self.quick_backoff = quick_backoff
+        self.patient_backoff = patient_backoff
         self._drivers: dict[str, set[asyncio.Task[None]]] = {}
 
     # --- transitions --------------------------------------------------------------------
@@ -128,6 +146,8 @@ class CheckoutRunner:
         saga = await store.load_saga(uow.session, order_id)
         if saga is None:
             return IGNORED
+        if self.policy is not None:  # the process's configured limits, for every saga
+            saga.policy = self.policy
         loaded_version = saga.version
         decision = transition(saga, now_utc())
         if decision.ignored:
@@ -135,29 +155,29 @@ class CheckoutRunner:
         await self._run_local(uow, decision)
         if not await store.save_saga(uow.session, saga, loaded_version):
             raise DomainError("the saga moved meanwhile", ErrorCode.CONFLICT, "stale_saga")
-        if saga.order_recorded:
-            await store.update_order(uow.session, saga.order)
-        elif saga.state is SagaState.CANCELLED:  # refused before the order existed
+        await store.save_order(uow.session, saga.order)
+        if saga.state is SagaState.CANCELLED and not saga.order_recorded:
+            # Refused before it was placed (out of stock): PlaceOrder answers the refusal,
+            # unless it already answered the order itself (202), which then stands.
             answer = error_answer(refusal) if refusal else _gave_up_answer(saga)
             order = saga.order
-            await store.set_idempotency_answer(
+            await store.decide_idempotency_answer(
                 uow.session, order.user_id, order.idempotency_key, answer
             )
         return decision
 
     async def _run_local(self, uow: UnitOfWork, decision: Decision) -> None:
         for command in decision.local:
-            if isinstance(command, RecordOrder):
-                await store.insert_order(uow.session, command.order)
-            elif isinstance(command, EmitEvent):
+            if isinstance(command, EmitEvent):
                 event = OrderCreatedV1.model_validate(command.payload)
                 await add_event(uow, command.topic, event, source=SERVICE)  # type: ignore[arg-type]  # ClassVar TOPIC
             elif isinstance(command, RaiseAlert):
                 log.error(
-                    "checkout saga parked: an operator must look",
+                    "checkout saga parked: an operator must look (emporium sagas list)",
                     extra={"order_id": command.order_id, "reason": command.reason},
                 )
-            # UpdateOrder: the order row is synced from the saga after every save.
+                store.on_commit(uow, count_parked)
+            # RecordOrder, UpdateOrder: the order row is synced from the saga after every save.
 
     # --- drivers ------------------------------------------------------------------------
 
@@ -186,6 +206,12 @@ class CheckoutRunner:
                 extra={"order_id": order_id},
             )
 
+    def _backoff(self, command: RemoteCommand) -> Backoff:
+        """Quick retries while the shopper may be waiting; patient ones for the steps that
+        must not give up easily (committing paid stock, every compensation)."""
+        patient = isinstance(command, CommitStock | VoidPayment | RefundPayment | ReleaseStock)
+        return self.patient_backoff if patient else self.quick_backoff
+
     def is_driving(self, order_id: str) -> bool:
         return bool(self._drivers.get(order_id))
 
@@ -193,8 +219,14 @@ class CheckoutRunner:
         while queue:
             command = queue.pop(0)
             if command.attempt > 1:
-                await asyncio.sleep(random.uniform(0, self.retry_delay * 2**command.attempt))
+                await asyncio.sleep(self._backoff(command).delay(command.attempt - 1))
             outcome = await self.remote.send(command)
+            # chaos suite: the reply is in, its transition not committed yet
+            await failpoint(f"checkout.reply_received.{type(command).__name__}")
+            if outcome.breaker_open:
+                # Our breaker refused without sending: wait until it lets a probe through,
+                # so an outage of a dependency is not burned through in a few milliseconds.
+                await asyncio.sleep(BREAKER_RESET_SECONDS)
             handle = functools.partial(_handle_reply, outcome.reply)
             decision = await self.apply(order_id, handle, outcome.error)
             queue.extend(decision.remote)

@@ -10,9 +10,11 @@ payment token with payment-service and price the items with product-service (bot
 anything is held, so bad input is a 400 with no side effect) -> one unit of work saves the
 idempotency record and the saga -> the saga runs detached and the call waits for it up to
 `wait_budget` seconds (less if the caller's deadline is nearer): a finished saga answers
-PAID/CANCELLED (REST 201), a slower one PENDING (REST 202). An order refused before it was
-recorded (out of stock) has no order row: its answer, the 409, is stored with the key and
-replayed.
+PAID/CANCELLED (REST 201), a slower one PENDING (REST 202). The order row is written in the
+same unit of work as the saga, so an order that was answered can always be read and listed.
+A checkout refused before it was placed (out of stock) answers 409 while the shopper waits,
+and its row says CANCELLED with the reason; the first answer given for a key (the refusal,
+or the order) is recorded with the key, so a replay answers the same.
 """
 
 from __future__ import annotations
@@ -155,6 +157,7 @@ class Orders:
                 await uow.rollback()
                 return await self._replay_after_race(command)
             await store.insert_saga(uow.session, saga, now)
+            await store.insert_order(uow.session, order)
             await uow.commit()
         self.runner.start(order.id, decision.remote)
         return Placed(await self._answer(order.id), replayed=False)
@@ -175,20 +178,35 @@ class Orders:
 
     async def _answer(self, order_id: str) -> Order:
         """The order as it stands once the saga finished or the budget ran out; the stored
-        refusal for a checkout that never became an order."""
+        refusal for a checkout that was refused before it was placed."""
         await self.runner.wait(order_id, self._budget())
-        async with self.db.session() as session:
-            saga = await store.read_saga(session, order_id)
+        async with self.db.unit_of_work() as uow:
+            saga = await store.read_saga(uow.session, order_id)
             if saga is None:
                 raise not_found(f"order {order_id} not found")
-            if saga.state is SagaState.CANCELLED and not saga.order_recorded:
-                order = saga.order
-                known = await store.idempotency_record(
-                    session, order.user_id, order.idempotency_key
-                )
-                answer = known.answer if known and known.answer else {"reason": "cancelled"}
-                raise _stored_error(answer)
-        return saga.order
+            order = saga.order
+            refused = saga.state is SagaState.CANCELLED and not saga.order_recorded
+            if saga.is_finished and not refused:
+                return order
+            if not refused and await store.decide_idempotency_answer(
+                uow.session, order.user_id, order.idempotency_key, {"order": order.id}
+            ):
+                await uow.commit()  # answered PENDING (202): replays answer the order too
+                return order
+            known = await store.idempotency_record(
+                uow.session, order.user_id, order.idempotency_key
+            )
+        answer = known.answer if known and known.answer else {"reason": "cancelled"}
+        if "order" in answer:
+            return order if not refused else await self._current(order_id)
+        raise _stored_error(answer)
+
+    async def _current(self, order_id: str) -> Order:
+        async with self.db.session() as session:
+            order = await store.get_order(session, order_id)
+        if order is None:  # pragma: no cover - written with the saga
+            raise not_found(f"order {order_id} not found")
+        return order
 
     # --- reads --------------------------------------------------------------------------
 
@@ -238,6 +256,8 @@ class Orders:
         if uow is None:
             raise RuntimeError("order-service consumes with the relational inbox")
         data = OrderCompletedV1.model_validate(event.data)
+        if data.status not in (PaymentStatus.CAPTURED, PaymentStatus.DECLINED):
+            return  # a give-back (refunded/voided): the saga's own compensation asked for it
         captured = data.status is PaymentStatus.CAPTURED
         reason = event.data.get("reason")
         decision = await self.runner.apply_in(

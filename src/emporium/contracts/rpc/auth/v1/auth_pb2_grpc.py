@@ -99,7 +99,9 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Logout(self, request, context):
-        """End the session of an access token: it and its refresh token stop working at once.
+        """End a session: its access and refresh tokens stop working at once. Either token is
+        enough (a client whose access token expired logs out with its refresh token); a refresh
+        token that does not prove itself (UNAUTHENTICATED `refresh_token_invalid`) ends nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -51,7 +51,10 @@ class AuthServiceStub:
     Refresh: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RefreshRequest, _auth_pb2.TokenPair]
     """Rotate a refresh token. Reusing a rotated token is UNAUTHENTICATED and revokes its family."""
     Logout: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _auth_pb2.LogoutResponse]
-    """End the session of an access token: it and its refresh token stop working at once."""
+    """End a session: its access and refresh tokens stop working at once. Either token is
+    enough (a client whose access token expired logs out with its refresh token); a refresh
+    token that does not prove itself (UNAUTHENTICATED `refresh_token_invalid`) ends nothing.
+    """
     ValidateToken: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ValidateTokenRequest, _auth_pb2.ValidateTokenResponse]
     """Verify an access token (signature, expiry, revocation) and say who it belongs to."""
     GetJwks: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _auth_pb2.GetJwksResponse]
@@ -74,7 +77,10 @@ class AuthServiceAsyncStub(AuthServiceStub):
     Refresh: _aio.UnaryUnaryMultiCallable[_auth_pb2.RefreshRequest, _auth_pb2.TokenPair]  # type: ignore[assignment]
     """Rotate a refresh token. Reusing a rotated token is UNAUTHENTICATED and revokes its family."""
     Logout: _aio.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _auth_pb2.LogoutResponse]  # type: ignore[assignment]
-    """End the session of an access token: it and its refresh token stop working at once."""
+    """End a session: its access and refresh tokens stop working at once. Either token is
+    enough (a client whose access token expired logs out with its refresh token); a refresh
+    token that does not prove itself (UNAUTHENTICATED `refresh_token_invalid`) ends nothing.
+    """
     ValidateToken: _aio.UnaryUnaryMultiCallable[_auth_pb2.ValidateTokenRequest, _auth_pb2.ValidateTokenResponse]  # type: ignore[assignment]
     """Verify an access token (signature, expiry, revocation) and say who it belongs to."""
     GetJwks: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _auth_pb2.GetJwksResponse]  # type: ignore[assignment]
@@ -118,7 +124,10 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.LogoutRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.LogoutResponse, _abc.Awaitable[_auth_pb2.LogoutResponse]]:
-        """End the session of an access token: it and its refresh token stop working at once."""
+        """End a session: its access and refresh tokens stop working at once. Either token is
+        enough (a client whose access token expired logs out with its refresh token); a refresh
+        token that does not prove itself (UNAUTHENTICATED `refresh_token_invalid`) ends nothing.
+        """
 
     @_abc_1.abstractmethod
     def ValidateToken(

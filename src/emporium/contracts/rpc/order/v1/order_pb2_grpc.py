@@ -54,6 +54,21 @@ class OrderServiceStub:
                 request_serializer=emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.CancelOrderRequest.SerializeToString,
                 response_deserializer=emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.Order.FromString,
                 _registered_method=True)
+        self.ListSagas = channel.unary_unary(
+                '/emporium.order.v1.OrderService/ListSagas',
+                request_serializer=emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.ListSagasRequest.SerializeToString,
+                response_deserializer=emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.ListSagasResponse.FromString,
+                _registered_method=True)
+        self.RetrySaga = channel.unary_unary(
+                '/emporium.order.v1.OrderService/RetrySaga',
+                request_serializer=emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.RetrySagaRequest.SerializeToString,
+                response_deserializer=emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.Saga.FromString,
+                _registered_method=True)
+        self.CancelSaga = channel.unary_unary(
+                '/emporium.order.v1.OrderService/CancelSaga',
+                request_serializer=emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.CancelSagaRequest.SerializeToString,
+                response_deserializer=emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.Saga.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -90,6 +105,31 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSagas(self, request, context):
+        """Operators (the `emporium sagas` command, or an admin): checkout sagas that are not
+        finished, PARKED ones first of all (a compensation kept failing; each waits for a
+        person). Empty `states`: every unfinished state. Ordered by order id; cursor paginated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetrySaga(self, request, context):
+        """Resume a PARKED saga's compensation once its cause is fixed (FAILED_PRECONDITION if the
+        saga is not parked). Answers the saga after the first new attempt.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelSaga(self, request, context):
+        """Close a PARKED saga as CANCELLED without sending anything more: the operator settled it
+        by hand (`note` says how; it becomes the cancel reason). FAILED_PRECONDITION otherwise.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +152,21 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.CancelOrder,
                     request_deserializer=emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.CancelOrderRequest.FromString,
                     response_serializer=emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.Order.SerializeToString,
+            ),
+            'ListSagas': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSagas,
+                    request_deserializer=emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.ListSagasRequest.FromString,
+                    response_serializer=emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.ListSagasResponse.SerializeToString,
+            ),
+            'RetrySaga': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetrySaga,
+                    request_deserializer=emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.RetrySagaRequest.FromString,
+                    response_serializer=emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.Saga.SerializeToString,
+            ),
+            'CancelSaga': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelSaga,
+                    request_deserializer=emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.CancelSagaRequest.FromString,
+                    response_serializer=emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.Saga.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +277,87 @@ class OrderService:
             '/emporium.order.v1.OrderService/CancelOrder',
             emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.CancelOrderRequest.SerializeToString,
             emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.Order.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSagas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emporium.order.v1.OrderService/ListSagas',
+            emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.ListSagasRequest.SerializeToString,
+            emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.ListSagasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetrySaga(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emporium.order.v1.OrderService/RetrySaga',
+            emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.RetrySagaRequest.SerializeToString,
+            emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.Saga.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelSaga(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emporium.order.v1.OrderService/CancelSaga',
+            emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.CancelSagaRequest.SerializeToString,
+            emporium_dot_contracts_dot_rpc_dot_order_dot_v1_dot_order__pb2.Saga.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,6 +48,19 @@ class OrderServiceStub:
     """Cancel: a PAID order is refunded and its stock released; CANCELLED stays CANCELLED.
     Idempotent.
     """
+    ListSagas: _grpc.UnaryUnaryMultiCallable[_order_pb2.ListSagasRequest, _order_pb2.ListSagasResponse]
+    """Operators (the `emporium sagas` command, or an admin): checkout sagas that are not
+    finished, PARKED ones first of all (a compensation kept failing; each waits for a
+    person). Empty `states`: every unfinished state. Ordered by order id; cursor paginated.
+    """
+    RetrySaga: _grpc.UnaryUnaryMultiCallable[_order_pb2.RetrySagaRequest, _order_pb2.Saga]
+    """Resume a PARKED saga's compensation once its cause is fixed (FAILED_PRECONDITION if the
+    saga is not parked). Answers the saga after the first new attempt.
+    """
+    CancelSaga: _grpc.UnaryUnaryMultiCallable[_order_pb2.CancelSagaRequest, _order_pb2.Saga]
+    """Close a PARKED saga as CANCELLED without sending anything more: the operator settled it
+    by hand (`note` says how; it becomes the cancel reason). FAILED_PRECONDITION otherwise.
+    """
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -64,6 +77,19 @@ class OrderServiceAsyncStub(OrderServiceStub):
     CancelOrder: _aio.UnaryUnaryMultiCallable[_order_pb2.CancelOrderRequest, _order_pb2.Order]  # type: ignore[assignment]
     """Cancel: a PAID order is refunded and its stock released; CANCELLED stays CANCELLED.
     Idempotent.
+    """
+    ListSagas: _aio.UnaryUnaryMultiCallable[_order_pb2.ListSagasRequest, _order_pb2.ListSagasResponse]  # type: ignore[assignment]
+    """Operators (the `emporium sagas` command, or an admin): checkout sagas that are not
+    finished, PARKED ones first of all (a compensation kept failing; each waits for a
+    person). Empty `states`: every unfinished state. Ordered by order id; cursor paginated.
+    """
+    RetrySaga: _aio.UnaryUnaryMultiCallable[_order_pb2.RetrySagaRequest, _order_pb2.Saga]  # type: ignore[assignment]
+    """Resume a PARKED saga's compensation once its cause is fixed (FAILED_PRECONDITION if the
+    saga is not parked). Answers the saga after the first new attempt.
+    """
+    CancelSaga: _aio.UnaryUnaryMultiCallable[_order_pb2.CancelSagaRequest, _order_pb2.Saga]  # type: ignore[assignment]
+    """Close a PARKED saga as CANCELLED without sending anything more: the operator settled it
+    by hand (`note` says how; it becomes the cancel reason). FAILED_PRECONDITION otherwise.
     """
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -102,6 +128,37 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_order_pb2.Order, _abc.Awaitable[_order_pb2.Order]]:
         """Cancel: a PAID order is refunded and its stock released; CANCELLED stays CANCELLED.
         Idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def ListSagas(
+        self,
+        request: _order_pb2.ListSagasRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.ListSagasResponse, _abc.Awaitable[_order_pb2.ListSagasResponse]]:
+        """Operators (the `emporium sagas` command, or an admin): checkout sagas that are not
+        finished, PARKED ones first of all (a compensation kept failing; each waits for a
+        person). Empty `states`: every unfinished state. Ordered by order id; cursor paginated.
+        """
+
+    @_abc_1.abstractmethod
+    def RetrySaga(
+        self,
+        request: _order_pb2.RetrySagaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.Saga, _abc.Awaitable[_order_pb2.Saga]]:
+        """Resume a PARKED saga's compensation once its cause is fixed (FAILED_PRECONDITION if the
+        saga is not parked). Answers the saga after the first new attempt.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelSaga(
+        self,
+        request: _order_pb2.CancelSagaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.Saga, _abc.Awaitable[_order_pb2.Saga]]:
+        """Close a PARKED saga as CANCELLED without sending anything more: the operator settled it
+        by hand (`note` says how; it becomes the cancel reason). FAILED_PRECONDITION otherwise.
         """
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -34,6 +34,10 @@ class _PaymentStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Payment
     PAYMENT_STATUS_DECLINED: _PaymentStatus.ValueType  # 3
     PAYMENT_STATUS_VOIDED: _PaymentStatus.ValueType  # 4
     PAYMENT_STATUS_REFUNDED: _PaymentStatus.ValueType  # 5
+    PAYMENT_STATUS_VOIDING: _PaymentStatus.ValueType  # 6
+    """a void is recorded; the provider has not confirmed it yet"""
+    PAYMENT_STATUS_REFUNDING: _PaymentStatus.ValueType  # 7
+    """a refund is recorded; the provider has not confirmed it yet"""
 
 class PaymentStatus(_PaymentStatus, metaclass=_PaymentStatusEnumTypeWrapper): ...
 
@@ -44,6 +48,10 @@ PAYMENT_STATUS_SUCCEEDED: PaymentStatus.ValueType  # 2
 PAYMENT_STATUS_DECLINED: PaymentStatus.ValueType  # 3
 PAYMENT_STATUS_VOIDED: PaymentStatus.ValueType  # 4
 PAYMENT_STATUS_REFUNDED: PaymentStatus.ValueType  # 5
+PAYMENT_STATUS_VOIDING: PaymentStatus.ValueType  # 6
+"""a void is recorded; the provider has not confirmed it yet"""
+PAYMENT_STATUS_REFUNDING: PaymentStatus.ValueType  # 7
+"""a refund is recorded; the provider has not confirmed it yet"""
 Global___PaymentStatus: _TypeAlias = PaymentStatus  # noqa: Y015
 
 @_typing.final

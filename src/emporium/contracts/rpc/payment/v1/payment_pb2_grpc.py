@@ -66,8 +66,9 @@ class PaymentServiceServicer:
 
     def Charge(self, request, context):
         """Charge an order once. Idempotent by order_id: a retry (for instance after a deadline)
-        returns the first outcome and never charges twice. A decline is a normal answer with
-        status DECLINED and a reason; an unknown token is INVALID_ARGUMENT `invalid_token`.
+        returns the first payment and never charges twice; while its outcome is unknown
+        (PENDING) the provider is asked again under the same idempotency key. A decline is a
+        normal answer with status DECLINED and a reason.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -75,17 +76,20 @@ class PaymentServiceServicer:
 
     def Refund(self, request, context):
         """Return the money of a SUCCEEDED payment (cancelling a PAID order). Idempotent by order_id.
+        Answers REFUNDED only once the provider confirmed; REFUNDING means "recorded, the
+        provider has not confirmed yet" (payment-service keeps retrying): ask again later.
+        A payment that holds nothing (DECLINED, VOIDED) answers as it is: nothing to undo.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Void(self, request, context):
-        """Make sure an order is never charged: cancels a PENDING charge and fences any later
-        Charge for the same order_id (it then answers VOIDED). Used by saga compensation after
-        a timeout. Idempotent by order_id. A SUCCEEDED payment whose outcome the saga never
-        learned is reversed at the provider and answers VOIDED (refund is for known captures).
-        Without a payment yet, a VOIDED tombstone is recorded from the optional charge details.
+        """Make sure an order is never charged: cancels a PENDING charge, reverses a capture whose
+        outcome the saga never learned, and fences any later Charge for the same order_id (it
+        then answers VOIDED). Idempotent by order_id. Answers VOIDED only once the provider
+        confirmed (VOIDING until then: ask again later); DECLINED or REFUNDED: nothing to undo.
+        Without a payment yet, a VOIDED tombstone is recorded (no charge was ever sent).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -36,17 +36,22 @@ class PaymentServiceStub:
     def __new__(cls, channel: _aio.Channel) -> PaymentServiceAsyncStub: ...
     Charge: _grpc.UnaryUnaryMultiCallable[_payment_pb2.ChargeRequest, _payment_pb2.Payment]
     """Charge an order once. Idempotent by order_id: a retry (for instance after a deadline)
-    returns the first outcome and never charges twice. A decline is a normal answer with
-    status DECLINED and a reason; an unknown token is INVALID_ARGUMENT `invalid_token`.
+    returns the first payment and never charges twice; while its outcome is unknown
+    (PENDING) the provider is asked again under the same idempotency key. A decline is a
+    normal answer with status DECLINED and a reason.
     """
     Refund: _grpc.UnaryUnaryMultiCallable[_payment_pb2.RefundRequest, _payment_pb2.Payment]
-    """Return the money of a SUCCEEDED payment (cancelling a PAID order). Idempotent by order_id."""
+    """Return the money of a SUCCEEDED payment (cancelling a PAID order). Idempotent by order_id.
+    Answers REFUNDED only once the provider confirmed; REFUNDING means "recorded, the
+    provider has not confirmed yet" (payment-service keeps retrying): ask again later.
+    A payment that holds nothing (DECLINED, VOIDED) answers as it is: nothing to undo.
+    """
     Void: _grpc.UnaryUnaryMultiCallable[_payment_pb2.VoidRequest, _payment_pb2.Payment]
-    """Make sure an order is never charged: cancels a PENDING charge and fences any later
-    Charge for the same order_id (it then answers VOIDED). Used by saga compensation after
-    a timeout. Idempotent by order_id. A SUCCEEDED payment whose outcome the saga never
-    learned is reversed at the provider and answers VOIDED (refund is for known captures).
-    Without a payment yet, a VOIDED tombstone is recorded from the optional charge details.
+    """Make sure an order is never charged: cancels a PENDING charge, reverses a capture whose
+    outcome the saga never learned, and fences any later Charge for the same order_id (it
+    then answers VOIDED). Idempotent by order_id. Answers VOIDED only once the provider
+    confirmed (VOIDING until then: ask again later); DECLINED or REFUNDED: nothing to undo.
+    Without a payment yet, a VOIDED tombstone is recorded (no charge was ever sent).
     """
     GetPayment: _grpc.UnaryUnaryMultiCallable[_payment_pb2.GetPaymentRequest, _payment_pb2.Payment]
     """NOT_FOUND when the order was never charged."""
@@ -60,17 +65,22 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Charge: _aio.UnaryUnaryMultiCallable[_payment_pb2.ChargeRequest, _payment_pb2.Payment]  # type: ignore[assignment]
     """Charge an order once. Idempotent by order_id: a retry (for instance after a deadline)
-    returns the first outcome and never charges twice. A decline is a normal answer with
-    status DECLINED and a reason; an unknown token is INVALID_ARGUMENT `invalid_token`.
+    returns the first payment and never charges twice; while its outcome is unknown
+    (PENDING) the provider is asked again under the same idempotency key. A decline is a
+    normal answer with status DECLINED and a reason.
     """
     Refund: _aio.UnaryUnaryMultiCallable[_payment_pb2.RefundRequest, _payment_pb2.Payment]  # type: ignore[assignment]
-    """Return the money of a SUCCEEDED payment (cancelling a PAID order). Idempotent by order_id."""
+    """Return the money of a SUCCEEDED payment (cancelling a PAID order). Idempotent by order_id.
+    Answers REFUNDED only once the provider confirmed; REFUNDING means "recorded, the
+    provider has not confirmed yet" (payment-service keeps retrying): ask again later.
+    A payment that holds nothing (DECLINED, VOIDED) answers as it is: nothing to undo.
+    """
     Void: _aio.UnaryUnaryMultiCallable[_payment_pb2.VoidRequest, _payment_pb2.Payment]  # type: ignore[assignment]
-    """Make sure an order is never charged: cancels a PENDING charge and fences any later
-    Charge for the same order_id (it then answers VOIDED). Used by saga compensation after
-    a timeout. Idempotent by order_id. A SUCCEEDED payment whose outcome the saga never
-    learned is reversed at the provider and answers VOIDED (refund is for known captures).
-    Without a payment yet, a VOIDED tombstone is recorded from the optional charge details.
+    """Make sure an order is never charged: cancels a PENDING charge, reverses a capture whose
+    outcome the saga never learned, and fences any later Charge for the same order_id (it
+    then answers VOIDED). Idempotent by order_id. Answers VOIDED only once the provider
+    confirmed (VOIDING until then: ask again later); DECLINED or REFUNDED: nothing to undo.
+    Without a payment yet, a VOIDED tombstone is recorded (no charge was ever sent).
     """
     GetPayment: _aio.UnaryUnaryMultiCallable[_payment_pb2.GetPaymentRequest, _payment_pb2.Payment]  # type: ignore[assignment]
     """NOT_FOUND when the order was never charged."""
@@ -87,8 +97,9 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_payment_pb2.Payment, _abc.Awaitable[_payment_pb2.Payment]]:
         """Charge an order once. Idempotent by order_id: a retry (for instance after a deadline)
-        returns the first outcome and never charges twice. A decline is a normal answer with
-        status DECLINED and a reason; an unknown token is INVALID_ARGUMENT `invalid_token`.
+        returns the first payment and never charges twice; while its outcome is unknown
+        (PENDING) the provider is asked again under the same idempotency key. A decline is a
+        normal answer with status DECLINED and a reason.
         """
 
     @_abc_1.abstractmethod
@@ -97,7 +108,11 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _payment_pb2.RefundRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_payment_pb2.Payment, _abc.Awaitable[_payment_pb2.Payment]]:
-        """Return the money of a SUCCEEDED payment (cancelling a PAID order). Idempotent by order_id."""
+        """Return the money of a SUCCEEDED payment (cancelling a PAID order). Idempotent by order_id.
+        Answers REFUNDED only once the provider confirmed; REFUNDING means "recorded, the
+        provider has not confirmed yet" (payment-service keeps retrying): ask again later.
+        A payment that holds nothing (DECLINED, VOIDED) answers as it is: nothing to undo.
+        """
 
     @_abc_1.abstractmethod
     def Void(
@@ -105,11 +120,11 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _payment_pb2.VoidRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_payment_pb2.Payment, _abc.Awaitable[_payment_pb2.Payment]]:
-        """Make sure an order is never charged: cancels a PENDING charge and fences any later
-        Charge for the same order_id (it then answers VOIDED). Used by saga compensation after
-        a timeout. Idempotent by order_id. A SUCCEEDED payment whose outcome the saga never
-        learned is reversed at the provider and answers VOIDED (refund is for known captures).
-        Without a payment yet, a VOIDED tombstone is recorded from the optional charge details.
+        """Make sure an order is never charged: cancels a PENDING charge, reverses a capture whose
+        outcome the saga never learned, and fences any later Charge for the same order_id (it
+        then answers VOIDED). Idempotent by order_id. Answers VOIDED only once the provider
+        confirmed (VOIDING until then: ask again later); DECLINED or REFUNDED: nothing to undo.
+        Without a payment yet, a VOIDED tombstone is recorded (no charge was ever sent).
         """
 
     @_abc_1.abstractmethod

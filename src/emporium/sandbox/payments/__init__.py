@@ -1,0 +1,1 @@
+"""The built-in payment provider (see `ledger` for its rules, `app` for its HTTP API)."""
