@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts the real servers the test suite needs, with no Docker:
-# PostgreSQL and Redis from Debian's packages, a single-node KRaft Kafka broker from
-# Maven Central jars run with the machine's JDK, and moto's S3 server from PyPI.
+# PostgreSQL and Redis from Debian's packages, a three-node KRaft Kafka cluster from
+# Maven Central jars run with the machine's JDK (.ci/kafka-cluster.sh), and moto's S3 server
+# from PyPI.
 # Prints `export NAME=value` lines for the URLs; source its output or eval it.
 # Usage: eval "$(.ci/backends.sh start)"   |   .ci/backends.sh stop
 set -euo pipefail
@@ -12,9 +13,6 @@ log() { echo "[backends] $*" >&2; }
 
 PG_PORT=${PG_PORT:-55432}
 REDIS_PORT=${REDIS_PORT:-56379}
-KAFKA_PORT=${KAFKA_PORT:-59092}
-KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-59093}
-KAFKA_VERSION=${KAFKA_VERSION:-4.1.1}
 S3_PORT=${S3_PORT:-55000}
 
 need_apt() {
@@ -67,50 +65,8 @@ start_redis() {
   echo "export EMPORIUM_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
 }
 
-start_kafka() {
-  local jars=$work/kafka-jars-$KAFKA_VERSION
-  if [ ! -f "$jars/.complete" ]; then
-    log "resolving kafka_2.13:$KAFKA_VERSION from Maven Central"
-    mkdir -p "$work/kafka-pom" "$jars"
-    cat > "$work/kafka-pom/pom.xml" <<POM
-<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>
-<groupId>emporium.ci</groupId><artifactId>kafka-broker</artifactId><version>1</version><packaging>pom</packaging>
-<dependencies><dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
-<version>$KAFKA_VERSION</version></dependency></dependencies></project>
-POM
-    (cd "$work/kafka-pom" && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime \
-      -DoutputDirectory="$jars" >&2)
-    touch "$jars/.complete"
-  fi
-  if ! (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null; then
-    local dir=$work/kafka; rm -rf "$dir"; mkdir -p "$dir/data"
-    cat > "$dir/server.properties" <<PROPS
-process.roles=broker,controller
-node.id=1
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
-log.dirs=$dir/data
-num.partitions=3
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=5
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=true
-PROPS
-    local cid; cid=$(java -cp "$jars/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
-    java -cp "$jars/*" kafka.tools.StorageTool format -t "$cid" -c "$dir/server.properties" --standalone >&2
-    nohup java -Xmx512m -Xms256m -cp "$jars/*" kafka.Kafka "$dir/server.properties" \
-      > "$work/kafka.log" 2>&1 &
-    echo $! > "$work/kafka.pid"
-    wait_port 127.0.0.1 "$KAFKA_PORT" 90
-  fi
-  echo "export EMPORIUM_TEST_KAFKA_URL=kafka://127.0.0.1:$KAFKA_PORT"
+start_kafka() { # a three-node KRaft cluster: see .ci/kafka-cluster.sh
+  "$here/kafka-cluster.sh" start
 }
 
 start_s3() {
@@ -125,7 +81,8 @@ start_s3() {
 }
 
 stop_all() {
-  for f in kafka moto; do
+  "$here/kafka-cluster.sh" stop || true
+  for f in moto; do
     [ -f "$work/$f.pid" ] && kill "$(cat "$work/$f.pid")" 2>/dev/null || true
   done
   [ -f "$work/redis.pid" ] && kill "$(cat "$work/redis.pid")" 2>/dev/null || true

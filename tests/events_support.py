@@ -35,6 +35,25 @@ ORDERS = Table(
     Column("id", String(64), primary_key=True),
     Column("status", String(32), nullable=False),
 )
+# What a consumer applied, in the order it applied it (`pos`): per-key order checks read it.
+APPLIED = Table(
+    "applied",
+    TEST_METADATA,
+    Column("pos", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(128), nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("event_id", String(64), nullable=False),
+)
+
+
+class ScratchDatabase(Database):
+    """A test database; `schema` is its PostgreSQL schema (None on SQLite), so a child
+    process can open the same one (`ScratchDatabase(db.url, db.schema)`)."""
+
+    def __init__(self, url: str, schema: str | None = None) -> None:
+        extra = {"connect_args": {"server_settings": {"search_path": schema}}} if schema else {}
+        super().__init__(url, **extra)
+        self.schema = schema
 
 
 def unique(prefix: str) -> str:
@@ -48,10 +67,12 @@ async def _create_tables(database: Database) -> None:
 
 
 @asynccontextmanager
-async def fresh_database(kind: str, tmp_path: Path, pg_url: str = "") -> AsyncIterator[Database]:
+async def fresh_database(
+    kind: str, tmp_path: Path, pg_url: str = ""
+) -> AsyncIterator[ScratchDatabase]:
     """A Database with empty event + test tables: SQLite in tmp_path or a new PG schema."""
     if kind == "sqlite":
-        database = Database(f"sqlite+aiosqlite:///{tmp_path}/{unique('svc')}.sqlite3")
+        database = ScratchDatabase(f"sqlite+aiosqlite:///{tmp_path}/{unique('svc')}.sqlite3")
         await _create_tables(database)
         try:
             yield database
@@ -62,7 +83,7 @@ async def fresh_database(kind: str, tmp_path: Path, pg_url: str = "") -> AsyncIt
     admin = create_engine(pg_url)
     async with admin.begin() as conn:
         await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    database = Database(pg_url, connect_args={"server_settings": {"search_path": schema}})
+    database = ScratchDatabase(pg_url, schema)
     try:
         await _create_tables(database)
         yield database

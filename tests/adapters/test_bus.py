@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 import time
@@ -455,6 +456,7 @@ async def test_embedded_lease_of_a_killed_member_expires_and_its_messages_are_re
 
 def test_open_bus_picks_the_adapter_by_scheme(tmp_path: Path) -> None:
     from emporium.chassis.bus.kafka import KafkaBus
+    from emporium.chassis.bus.kafka_topics import TopicSpec
 
     embedded = open_bus(f"embedded://{tmp_path}/bus.sqlite3", client_id="x")
     assert isinstance(embedded, EmbeddedBus)
@@ -464,19 +466,34 @@ def test_open_bus_picks_the_adapter_by_scheme(tmp_path: Path) -> None:
     assert isinstance(kafka, KafkaBus)
     assert kafka.bootstrap_servers == "127.0.0.1:1,127.0.0.1:2"
     assert kafka.client_id == "svc"
-    assert kafka.partitions == 3
+    # The seed's production topic spec unless the URL says otherwise.
+    assert kafka.topics == TopicSpec(partitions=3, replication_factor=3, min_insync_replicas=2)
 
 
-def test_open_bus_reads_the_partition_count_from_the_url(tmp_path: Path) -> None:
+def test_open_bus_reads_the_topic_spec_from_the_url(tmp_path: Path) -> None:
     from emporium.chassis.bus.kafka import KafkaBus
+    from emporium.chassis.bus.kafka_topics import TopicSpec
 
     embedded = open_bus(f"embedded://{tmp_path}/bus.sqlite3?partitions=5", client_id="x")
-    kafka = open_bus("kafka://127.0.0.1:1?partitions=6&replication_factor=3", client_id="x")
+    kafka = open_bus(
+        "kafka://127.0.0.1:1?partitions=6&replication_factor=1&min_insync_replicas=1"
+        "&create_topics=false",
+        client_id="x",
+    )
 
     assert isinstance(embedded, EmbeddedBus)
     assert (embedded.path, embedded.partitions) == (tmp_path / "bus.sqlite3", 5)
     assert isinstance(kafka, KafkaBus)
-    assert (kafka.partitions, kafka.replication_factor) == (6, 3)
+    assert kafka.topics == TopicSpec(6, 1, 1, create=False)
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["replication_factor=2&min_insync_replicas=3", "partitions=0", "create_topics=maybe"],
+)
+def test_open_bus_rejects_an_impossible_kafka_topic_spec(query: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(query)):
+        open_bus(f"kafka://127.0.0.1:1?{query}", client_id="x")
 
 
 def test_open_bus_rejects_an_unknown_scheme() -> None:

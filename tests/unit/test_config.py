@@ -141,3 +141,12 @@ def test_a_bad_outbox_relay_value_names_the_variable_that_holds_it(env, variable
         load_settings("order", env)
     assert str(info.value).startswith(f"{variable}:")
     assert "builtin" in str(info.value)
+
+
+def test_event_retention_defaults_to_a_week_platform_wide_then_per_service():
+    assert load_settings("order", {}).event_retention_hours == 168
+    env = {"EMPORIUM_EVENT_RETENTION_HOURS": "240", "EMPORIUM_ORDER_EVENT_RETENTION_HOURS": "720"}
+    assert load_settings("order", env).event_retention_hours == 720
+    assert load_settings("user", env).event_retention_hours == 240
+    with pytest.raises(ConfigError, match="EVENT_RETENTION_HOURS"):
+        load_settings("user", {"EMPORIUM_USER_EVENT_RETENTION_HOURS": "0"})

@@ -12,12 +12,13 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
 
 from emporium.chassis.kv import open_kv
-from emporium.chassis.kv.appendlog import AppendLogCorruptError, AppendLogLockedError
+from emporium.chassis.kv.appendlog import AppendLog, AppendLogCorruptError, AppendLogLockedError
 from emporium.chassis.kv.memory import MemoryKeyValueStore
 
 
@@ -383,3 +384,99 @@ def test_every_write_that_returned_survives_a_kill_9(tmp_path: Path) -> None:
         await kv.close()
 
     asyncio.run(check())
+
+
+async def test_a_slow_disk_write_does_not_hold_up_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write blocks until another coroutine releases it: on the event loop that would
+    deadlock (until the 10 s safety valve), off it the other coroutine runs meanwhile. What is
+    checked is the order of events, not how long anything took."""
+    kv = store(tmp_path / "kv.aof")
+    await kv.ping()  # opened before the disk turns slow
+    original = AppendLog._write_all
+    events: list[str] = []
+    writing, release = threading.Event(), threading.Event()
+
+    def slow_write_all(fd: int, data: bytes) -> None:
+        events.append("write started")
+        writing.set()
+        events.append("released" if release.wait(10) else "timed out")
+        original(fd, data)
+        events.append("write finished")
+
+    monkeypatch.setattr(AppendLog, "_write_all", staticmethod(slow_write_all))
+
+    async def another_coroutine() -> None:
+        await asyncio.to_thread(writing.wait, 10)
+        events.append("another coroutine ran")
+        release.set()
+
+    async def write() -> None:
+        await kv.set("k", "v")
+        events.append("set returned")
+
+    await asyncio.gather(write(), another_coroutine())
+
+    assert events == [
+        "write started",
+        "another coroutine ran",
+        "released",
+        "write finished",
+        "set returned",  # and only then: what returned is in the file
+    ]
+    assert records(tmp_path / "kv.aof")[-1]["k"] == "k"
+    await kv.close()
+
+
+async def test_writes_queued_together_go_to_the_file_in_order_in_one_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "kv.aof"
+    kv = store(path)
+    await kv.ping()
+    original = AppendLog._write_all
+    writes: list[int] = []
+    all_queued = threading.Event()
+
+    def counting_write_all(fd: int, data: bytes) -> None:
+        all_queued.wait(10)  # the first write waits until every set has queued its line
+        writes.append(data.count(b"\n"))
+        original(fd, data)
+
+    monkeypatch.setattr(AppendLog, "_write_all", staticmethod(counting_write_all))
+    sets = [asyncio.create_task(kv.set(f"k{i}", str(i))) for i in range(50)]
+    await asyncio.sleep(0)  # each set runs up to its wait for the file
+    all_queued.set()
+    await asyncio.gather(*sets)
+
+    assert [r["k"] for r in records(path)] == [f"k{i}" for i in range(50)]
+    assert sum(writes) == 50
+    assert len(writes) <= 2  # what queued while a write was under way went out in one more
+    await kv.close()
+
+
+async def test_a_failed_write_fails_its_operation_and_leaves_no_half_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "kv.aof"
+    kv = store(path)
+    await kv.set("before", "1")
+    original = AppendLog._write_all
+
+    def disk_full_halfway(fd: int, data: bytes) -> None:
+        os.write(fd, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(AppendLog, "_write_all", staticmethod(disk_full_halfway))
+    with pytest.raises(OSError, match="No space left"):
+        await kv.set("lost", "2")
+    monkeypatch.setattr(AppendLog, "_write_all", staticmethod(original))
+    await kv.set("after", "3")  # the disk has room again
+    await kv.close()
+
+    assert [r["k"] for r in records(path)] == ["before", "after"]  # the half line is gone
+    again = store(path)
+    assert await again.get("before") == b"1"
+    assert await again.get("after") == b"3"
+    await again.close()

@@ -38,7 +38,7 @@ SCHEMES: dict[str, tuple[str, ...]] = {
     "blob_url": ("file", "s3"),
 }
 # Settings that, like the URLs, fall back to a platform-wide `EMPORIUM_<NAME>`.
-PLATFORM_WIDE = (*SCHEMES, "outbox_relay")
+PLATFORM_WIDE = (*SCHEMES, "outbox_relay", "event_retention_hours")
 
 
 class ConfigError(Exception):
@@ -68,6 +68,9 @@ class ServiceSettings(BaseModel):
     outbox_relay: Literal["builtin", "off"] = "builtin"
     rpc_timeout_seconds: float = Field(default=5.0, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # How long published outbox rows and inbox rows are kept (events.housekeeping); at
+    # least the bus's retention. `EMPORIUM_EVENT_RETENTION_HOURS` for every service.
+    event_retention_hours: float = Field(default=168.0, gt=0)
     log_level: str = "INFO"
 
     def embedded_defaults(self) -> dict[str, str]:

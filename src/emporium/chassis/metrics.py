@@ -54,6 +54,11 @@ OUTBOX_PUBLISHED = Counter(
     "Outbox rows published and marked sent.",
     ["service", "topic"],
 )
+EVENTS_PRUNED = Counter(
+    "emporium_events_pruned_total",
+    "Published outbox rows and old inbox rows deleted by the housekeeping task.",
+    ["service", "table"],
+)
 CONSUMER_LAG = Gauge(
     "emporium_consumer_lag",
     "Records in the topic not yet processed by the consumer group.",

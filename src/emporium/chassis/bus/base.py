@@ -9,7 +9,7 @@ committed is delivered again to the group's next consumer (after a crash or rest
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 Headers = tuple[tuple[str, bytes], ...]
@@ -85,6 +85,10 @@ class EventBus(ABC):
 
     @abstractmethod
     async def start(self) -> None: ...
+
+    async def ensure_topics(self, names: Iterable[str]) -> None:  # noqa: B027 - optional
+        """Make sure `names` exist before they are used (Kafka creates or checks them as its
+        URL says; the embedded log makes a topic at its first message, so it does nothing)."""
 
     @abstractmethod
     async def publish(self, messages: Sequence[Message]) -> None:

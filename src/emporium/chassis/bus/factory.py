@@ -4,16 +4,21 @@
 `kafka://host:port[,host2:port]` -> Kafka. Optional query on either:
 `?partitions=6` for the topics the bus creates (default 3); on the embedded log
 `&retention_hours=168` (how long messages are kept, default 7 days, like Kafka's); on Kafka
-`&replication_factor=3` (retention is the broker's topic configuration there). The bus is
-returned not yet started: call `start()`.
+`&replication_factor=3&min_insync_replicas=2` (the defaults) and `&create_topics=false` to
+only check that the topics exist (see `kafka_topics`; retention is the broker's topic
+configuration there). The bus is returned not yet started: call `start()`.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from emporium.chassis.bus.base import EventBus
 from emporium.chassis.config import url_path
+
+if TYPE_CHECKING:  # the Kafka modules (and aiokafka) are imported only for a kafka:// URL
+    from emporium.chassis.bus.kafka_topics import TopicSpec
 
 
 def open_bus(url: str, client_id: str) -> EventBus:
@@ -34,18 +39,34 @@ def open_bus(url: str, client_id: str) -> EventBus:
             retention_seconds=hours * 3600,
         )
     if parts.scheme == "kafka":
-        from emporium.chassis.bus.kafka import DEFAULT_PARTITIONS as KAFKA_PARTITIONS
         from emporium.chassis.bus.kafka import KafkaBus
 
         if not parts.netloc:
             raise ValueError(f"kafka bus URL without bootstrap servers: {url!r}")
-        return KafkaBus(
-            parts.netloc,
-            client_id=client_id,
-            partitions=int(query.get("partitions", KAFKA_PARTITIONS)),
-            replication_factor=int(query.get("replication_factor", 1)),
-        )
+        return KafkaBus(parts.netloc, client_id=client_id, topics=_topic_spec(query, url))
     raise ValueError(
         f"unknown event bus URL scheme {parts.scheme or '(none)'!r} in {url!r}; "
         "expected embedded or kafka"
     )
+
+
+def _topic_spec(query: dict[str, str], url: str) -> TopicSpec:
+    """The Kafka topic spec of a bus URL's query (defaults: the seed's production values)."""
+    from emporium.chassis.bus.kafka_topics import TopicSpec
+
+    default = TopicSpec()
+    flag = query.get("create_topics", "true").lower()
+    if flag not in _BOOLEANS:
+        raise ValueError(f"create_topics must be true or false in {url!r}")
+    try:
+        return TopicSpec(
+            partitions=int(query.get("partitions", default.partitions)),
+            replication_factor=int(query.get("replication_factor", default.replication_factor)),
+            min_insync_replicas=int(query.get("min_insync_replicas", default.min_insync_replicas)),
+            create=_BOOLEANS[flag],
+        )
+    except ValueError as exc:
+        raise ValueError(f"invalid Kafka topic settings in {url!r}: {exc}") from None
+
+
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}

@@ -14,9 +14,8 @@ delivery N commits everything up to N in its partition), which is what makes red
 after a crash safe. A commit on a partition the group moved to another member raises
 `PartitionRevokedError`.
 
-Topics are created explicitly (`ensure_topics`) before the first produce or subscribe: with
-broker-side auto-creation alone, a consumer that subscribes before the topic exists waits a
-metadata refresh before it sees any partition.
+Topics are ensured explicitly (`ensure_topics`, spec from the bus URL: see `kafka_topics`)
+before the first produce or subscribe; the brokers never create one implicitly.
 """
 
 from __future__ import annotations
@@ -33,21 +32,15 @@ from aiokafka import (
     ConsumerRecord,
     TopicPartition,
 )
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import (
-    CommitFailedError,
-    IllegalStateError,
-    KafkaError,
-    TopicAlreadyExistsError,
-    for_code,
-)
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from emporium.chassis.bus.base import Consumer, Delivery, EventBus, Message, PartitionRevokedError
+from emporium.chassis.bus.kafka_topics import TopicSpec
+from emporium.chassis.bus.kafka_topics import ensure_topics as ensure_with_admin
 
-DEFAULT_PARTITIONS = 3
 METADATA_MAX_AGE_MS = 5_000
 LINGER_MS = 0  # still batches whatever queues up while a request is in flight
-LEADER_WAIT_SECONDS = 10.0
 
 
 class KafkaBus(EventBus):
@@ -58,13 +51,11 @@ class KafkaBus(EventBus):
         bootstrap_servers: str,
         client_id: str = "emporium",
         *,
-        partitions: int = DEFAULT_PARTITIONS,
-        replication_factor: int = 1,
+        topics: TopicSpec | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.client_id = client_id
-        self.partitions = partitions
-        self.replication_factor = replication_factor
+        self.topics = topics or TopicSpec()
         self._producer: Any = None
         self._known_topics: set[str] = set()
         self._topics_lock = asyncio.Lock()
@@ -82,8 +73,8 @@ class KafkaBus(EventBus):
         await producer.start()
         self._producer = producer
 
-    async def ensure_topics(self, names: Iterable[str], partitions: int | None = None) -> None:
-        """Create the topics not seen yet by this bus (an existing topic is fine)."""
+    async def ensure_topics(self, names: Iterable[str]) -> None:
+        """Create (or check, see `kafka_topics`) the topics not seen yet by this bus."""
         async with self._topics_lock:
             missing = sorted(set(names) - self._known_topics)
             if not missing:
@@ -93,17 +84,7 @@ class KafkaBus(EventBus):
             )
             await admin.start()
             try:
-                response = await admin.create_topics(
-                    [
-                        NewTopic(name, partitions or self.partitions, self.replication_factor)
-                        for name in missing
-                    ]
-                )
-                for topic, code, *_ in response.topic_errors:
-                    error = for_code(code)
-                    if code != 0 and error is not TopicAlreadyExistsError:
-                        raise error(f"cannot create topic {topic!r}")
-                await _wait_for_leaders(admin, missing)
+                await ensure_with_admin(admin, missing, self.topics)
             finally:
                 await admin.close()
             self._known_topics.update(missing)
@@ -137,23 +118,6 @@ class KafkaBus(EventBus):
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
-
-
-async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str]) -> None:
-    """Wait (briefly) until every partition of a new topic has a leader, so the first
-    produce does not bounce off NotLeaderForPartition; past the cap the client's own retries
-    take over."""
-    deadline = asyncio.get_running_loop().time() + LEADER_WAIT_SECONDS
-    while asyncio.get_running_loop().time() < deadline:
-        described = await admin.describe_topics(topics)
-        if all(
-            t["error_code"] == 0
-            and t["partitions"]
-            and all(p["error_code"] == 0 and p["leader"] >= 0 for p in t["partitions"])
-            for t in described
-        ):
-            return
-        await asyncio.sleep(0.05)
 
 
 def _delivery(record: ConsumerRecord) -> Delivery:

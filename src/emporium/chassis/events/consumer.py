@@ -105,6 +105,9 @@ class EventConsumer:
 
     async def start(self) -> None:
         if self._consumer is None:
+            # The dead-letter topics too, now: creating one when the first poison message
+            # arrives could fail (a broker down means too few for three replicas).
+            await self.bus.ensure_topics([*self.topics, *map(dead_letter_topic, self.topics)])
             consumer = self.bus.consumer(self.group, self.topics)
             await consumer.start()
             self._consumer = consumer

@@ -6,8 +6,10 @@ recommendation's features cannot be rebuilt because their events' offsets are al
 committed. This is Redis's AOF, scaled down:
 
 - One JSON line per change that happened (the store decides what a record says; this module
-  only needs a dict with an `op`). Each line goes to the OS with one `write` before the
-  operation returns, so a killed process loses nothing that returned.
+  only needs a dict with an `op`). `append` encodes the line and queues it; a writer thread
+  hands whatever is queued to the OS in one `write` (group commit), so a slow disk never
+  stalls the event loop, and the store awaits `flushed(ticket)` before its operation
+  returns: a killed process loses nothing that returned.
 - `appendfsync everysec`: a background thread fsyncs at most once a second when something was
   written, and `close()` fsyncs. A crash of the *machine* (power loss) can cost up to about a
   second of writes; fsync per write would make every kv write wait for the disk.
@@ -17,13 +19,17 @@ committed. This is Redis's AOF, scaled down:
 - Compaction: once the file holds more than twice the records a snapshot of the live keys
   would need (and at least `min_records`), it is rewritten as that snapshot into a temporary
   file in the same directory, fsynced and swapped in with `os.replace`, so a crash at any
-  moment leaves either the old or the new file, both complete.
+  moment leaves either the old or the new file, both complete. The snapshot is taken on the
+  caller's side at the point it is queued; the writer thread writes it in queue order
+  (everything queued before goes to the old file first), so nothing slips in between.
 - One process per file: an exclusive non-blocking `flock`; a second opener gets
   `AppendLogLockedError` naming the path (two writers would interleave and corrupt it).
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
 import fcntl
 import json
@@ -32,6 +38,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +48,7 @@ log = logging.getLogger(__name__)
 
 FSYNC_EVERY_SECONDS = 1.0
 COMPACT_MIN_RECORDS = 10_000
+MAX_FAILURES_KEPT = 10_000  # failed tickets remembered for the operations still to ask
 
 
 class AppendLogLockedError(RuntimeError):
@@ -63,8 +71,18 @@ def decode_bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
+@dataclass(frozen=True)
+class _Compaction:
+    """A queued rewrite of the file as `snapshot` (one record per live key)."""
+
+    snapshot: list[Record]
+
+
 class AppendLog:
-    """One append-only file, opened (locked and replayed) by `open` and released by `close`."""
+    """One append-only file, opened (locked and replayed) by `open` and released by `close`.
+
+    `append` and `compact` may be called from the event loop: they only queue; the writer
+    thread does the I/O in queue order, and `flushed(ticket)` waits for it."""
 
     def __init__(
         self,
@@ -83,6 +101,17 @@ class AppendLog:
         self._fd_lock = threading.Lock()  # the fsync thread vs closing/swapping the fd
         self._stop = threading.Event()
         self._syncer: threading.Thread | None = None
+        # The queue to the writer thread, guarded by `_queue_changed`'s lock: lines (bytes)
+        # and compactions, each with the ticket it was given; `_written` is the last ticket
+        # the writer finished, `_waiters` the futures of `flushed` calls not yet satisfied.
+        self._queue_changed = threading.Condition()
+        self._queue: collections.deque[tuple[int, bytes | _Compaction]] = collections.deque()
+        self._queued = 0
+        self._written = 0
+        self._failed: dict[int, OSError] = {}  # ticket -> why its write failed (recent ones)
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._closing = False
+        self._writer: threading.Thread | None = None
 
     # -- open / replay -----------------------------------------------------------------------
 
@@ -100,10 +129,15 @@ class AppendLog:
             self._fd = None
             raise
         self._next_compaction = max(self._min_records, 2 * self._records)
+        self._closing = False
         self._syncer = threading.Thread(
             target=self._sync_loop, name=f"kv-aof-fsync:{self.path.name}", daemon=True
         )
         self._syncer.start()
+        self._writer = threading.Thread(
+            target=self._write_loop, name=f"kv-aof-writer:{self.path.name}", daemon=True
+        )
+        self._writer.start()
 
     def _remove_stale_rewrites(self) -> None:
         """Delete temporary files of a compaction that a crash interrupted: with the lock held,
@@ -145,31 +179,130 @@ class AppendLog:
 
     # -- append ------------------------------------------------------------------------------
 
-    def append(self, record: Record) -> None:
-        """Hand one record to the OS (one `write`); durable against a process kill when this
-        returns, against a machine crash after the next background fsync."""
-        self._write_all(self._require_fd(), _line(record))
-        self._dirty = True
+    def append(self, record: Record) -> int:
+        """Queue one record for the file; returns its ticket for `flushed`. Durable against a
+        process kill once flushed, against a machine crash after the next background fsync."""
+        self._require_fd()
         self._records += 1
+        return self._enqueue(_line(record))
 
     def needs_compaction(self, live_keys: int) -> bool:
         """Whether the file has grown past twice what a snapshot of `live_keys` would need."""
         return self._records >= self._next_compaction and self._records > 2 * live_keys
 
-    def compact(self, snapshot: Iterable[Record]) -> None:
-        """Replace the file by `snapshot` (one record per live key), atomically.
+    def compact(self, snapshot: Iterable[Record]) -> int:
+        """Queue the replacement of the file by `snapshot` (one record per live key), to be
+        swapped in atomically after everything queued before it; returns its ticket.
 
-        Runs synchronously inside the kv operation that triggered it, so no write can slip
-        between taking the snapshot and swapping the file. A failure leaves the old file in
-        place (and is logged): the data is still all there, only bigger.
-        """
+        A failure leaves the old file in place (and is logged): the data is still all there,
+        only bigger, and later records keep going to it."""
+        self._require_fd()
+        records = list(snapshot)
+        self._records = len(records)
+        self._next_compaction = max(self._min_records, 2 * len(records))
+        return self._enqueue(_Compaction(records))
+
+    def mark(self) -> int:
+        """The last ticket queued so far (an operation passes it to `flushed` later)."""
+        return self._queued
+
+    async def flushed(self, since: int = 0) -> None:
+        """Return once everything queued so far has been handed to the OS; raise the OSError
+        of a failed write of a record queued after ticket `since` (the caller's own)."""
+        upto = self._queued
+        if self._written < upto:
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[None] = loop.create_future()
+            with self._queue_changed:
+                if self._written < upto:
+                    self._waiters.append((upto, loop, future))
+                else:
+                    future.set_result(None)
+            await future
+        if self._failed:
+            with self._queue_changed:
+                error = next((e for t, e in self._failed.items() if since < t <= upto), None)
+            if error is not None:
+                raise error
+
+    def _enqueue(self, item: bytes | _Compaction) -> int:
+        with self._queue_changed:
+            self._queued += 1
+            self._queue.append((self._queued, item))
+            self._queue_changed.notify()
+            return self._queued
+
+    # -- the writer thread -------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._queue_changed:
+                while not self._queue and not self._closing:
+                    self._queue_changed.wait()
+                if not self._queue:
+                    return  # closing and drained
+                items = list(self._queue)
+                self._queue.clear()
+            try:
+                self._write_items(items)
+            except Exception as exc:  # never let the writer die: waiters would hang
+                log.exception("kv append-only file %s: writer failed", self.path)
+                self._record_failure([t for t, _ in items], OSError(f"kv writer failed: {exc}"))
+            self._finish(items[-1][0])
+
+    def _write_items(self, items: list[tuple[int, bytes | _Compaction]]) -> None:
+        """Write queued lines in one `write` per run of lines, compactions in between."""
+        lines: list[tuple[int, bytes]] = []
+        for ticket, item in items:
+            if isinstance(item, bytes):
+                lines.append((ticket, item))
+                continue
+            self._write_lines(lines)
+            lines = []
+            self._rewrite(item.snapshot)
+        self._write_lines(lines)
+
+    def _write_lines(self, lines: list[tuple[int, bytes]]) -> None:
+        if not lines:
+            return
+        fd = self._require_fd()
+        size = os.fstat(fd).st_size
+        try:
+            self._write_all(fd, b"".join(line for _, line in lines))
+        except OSError as exc:
+            log.error("kv append-only file %s: write failed", self.path, exc_info=True)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)  # no half line left for the next write to follow
+            self._record_failure([ticket for ticket, _ in lines], exc)
+            return
+        self._dirty = True
+
+    def _record_failure(self, tickets: list[int], error: OSError) -> None:
+        with self._queue_changed:
+            for ticket in tickets:
+                self._failed[ticket] = error
+            while len(self._failed) > MAX_FAILURES_KEPT:  # oldest first: insertion order
+                del self._failed[next(iter(self._failed))]
+
+    def _finish(self, ticket: int) -> None:
+        """Mark everything up to `ticket` done and wake the `flushed` calls waiting for it."""
+        with self._queue_changed:
+            self._written = ticket
+            ready = [w for w in self._waiters if w[0] <= ticket]
+            self._waiters = [w for w in self._waiters if w[0] > ticket]
+        for _, loop, future in ready:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(_resolve, future)
+
+    def _rewrite(self, snapshot: list[Record]) -> None:
+        """Write `snapshot` to a temporary file and swap it in for the file (writer thread)."""
         fd = self._require_fd()
         tmp_fd, tmp_name = tempfile.mkstemp(
             dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".rewrite"
         )
         try:
             fcntl.flock(tmp_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held before it gets the name
-            count = self._write_snapshot(tmp_fd, snapshot)
+            self._write_snapshot(tmp_fd, snapshot)
             os.fsync(tmp_fd)
             fcntl.fcntl(tmp_fd, fcntl.F_SETFL, fcntl.fcntl(tmp_fd, fcntl.F_GETFL) | os.O_APPEND)
             with self._fd_lock:
@@ -183,8 +316,6 @@ class AppendLog:
             self._next_compaction = 2 * self._records  # try again once it doubled once more
             return
         os.close(fd)  # releases the old inode's lock; the new file's is already held
-        self._records = count
-        self._next_compaction = max(self._min_records, 2 * count)
         try:
             _fsync_directory(self.path.parent)
         except OSError:
@@ -217,7 +348,14 @@ class AppendLog:
                 os.fsync(self._fd)
 
     def close(self) -> None:
-        """Stop the fsync thread, fsync and release the file (and its lock)."""
+        """Write what is still queued, stop the threads, fsync and release the file (and its
+        lock). Blocking: from the event loop, call it through `asyncio.to_thread`."""
+        with self._queue_changed:
+            self._closing = True
+            self._queue_changed.notify()
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
         self._stop.set()
         if self._syncer is not None:
             self._syncer.join()
@@ -265,6 +403,11 @@ def _open_locked(path: Path) -> int:
         except FileNotFoundError:
             pass
         os.close(fd)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _parse(line: bytes) -> Record | None:

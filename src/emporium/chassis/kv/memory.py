@@ -4,8 +4,12 @@
 (tests use it). `memory:///path/store.aof` is like Redis with an append-only file, and is the
 embedded profile's default, because what the kv holds must survive a restart or a `kill -9`:
 auth's sessions and revocations, recommendation's features (whose events are already
-consumed). Every change appends one record to the file before the operation returns, and the
-file is replayed on first use; see `appendlog` for fsync, torn lines, compaction and the lock.
+consumed). Every change queues one record for the file, and the operation returns only once
+the file's writer thread has handed it to the OS, so a kill loses nothing that returned while
+the event loop never waits on the disk (other coroutines run meanwhile). Reads wait the same
+way for what is already queued, so no answer rests on a change the file does not have yet.
+The file is replayed on first use; see `appendlog` for fsync, torn lines, compaction and the
+lock.
 Records describe the effect (`put` a whole entry, `hset` fields to values, a zset member's new
 score, `del` keys), so replaying one twice does no harm; expiries are written as absolute
 wall-clock times, as the store itself runs on a monotonic clock. A key dropped because it
@@ -17,19 +21,22 @@ its own file: a second store on one file is refused).
 
 Expired keys are dropped lazily, when an operation touches them, and by a sweep every
 `SWEEP_EVERY` writes, so keys written once and never read again do not pile up. No operation
-awaits while it touches the data, so each runs atomically with respect to other coroutines
-on the event loop (e.g. two `set_if_absent` on one key: exactly one wins).
+awaits while it touches the data (the wait for the file comes after), so each runs atomically
+with respect to other coroutines on the event loop (e.g. two `set_if_absent` on one key:
+exactly one wins).
 """
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import functools
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
 from emporium.chassis.kv.appendlog import (
     COMPACT_MIN_RECORDS,
@@ -41,6 +48,8 @@ from emporium.chassis.kv.appendlog import (
 from emporium.chassis.kv.base import KeyValueStore, KVTypeError, Value, to_bytes
 
 SWEEP_EVERY = 1024
+P = ParamSpec("P")
+T = TypeVar("T")
 Kind = Literal["string", "hash", "set", "zset"]
 _INTEGER = re.compile(rb"^-?(0|[1-9][0-9]*)$")
 _INT64 = (-(2**63), 2**63 - 1)
@@ -51,6 +60,24 @@ class _Entry:
     kind: Kind
     value: bytes | dict[str, bytes] | set[str] | dict[str, float]
     expires_at: float | None = None
+
+
+def _durable(
+    method: Callable[Concatenate[MemoryKeyValueStore, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[MemoryKeyValueStore, P], Coroutine[Any, Any, T]]:
+    """Run an operation (atomically: it never awaits inside), then wait until the file has
+    every record queued up to now, raising if one of the operation's own failed."""
+
+    @functools.wraps(method)
+    async def operation(store: MemoryKeyValueStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        aof = store._aof
+        mark = aof.mark() if aof is not None else 0
+        result = await method(store, *args, **kwargs)
+        if aof is not None and store._state == "open":
+            await aof.flushed(since=mark)
+        return result
+
+    return operation
 
 
 class MemoryKeyValueStore(KeyValueStore):
@@ -75,13 +102,14 @@ class MemoryKeyValueStore(KeyValueStore):
         self._aof = None if path is None else AppendLog(path, min_records=compact_min_records)
         self._state: Literal["new", "open", "closed"] = "new"
 
+    @_durable
     async def ping(self) -> None:
         self._ready()
 
     async def close(self) -> None:
         if self._aof is not None and self._state != "closed":
             self._state = "closed"
-            self._aof.close()
+            await asyncio.to_thread(self._aof.close)  # writes what is queued, then fsyncs
 
     # -- durability --------------------------------------------------------------------------
 
@@ -109,7 +137,7 @@ class MemoryKeyValueStore(KeyValueStore):
         self._log(record)
         self._wrote()
         if self._aof is not None and self._aof.needs_compaction(len(self._data)):
-            self._aof.compact(list(self._snapshot()))
+            self._aof.compact(self._snapshot())
 
     def _forget(self, keys: list[str]) -> None:
         """Drop expired keys, logging it so that a replay never revives or extends them."""
@@ -205,15 +233,18 @@ class MemoryKeyValueStore(KeyValueStore):
 
     # -- strings -----------------------------------------------------------------------------
 
+    @_durable
     async def get(self, key: str) -> bytes | None:
         entry = self._of_kind(key, "string")
         return None if entry is None else _as_bytes(entry)
 
+    @_durable
     async def set(self, key: str, value: Value, ttl: float | None = None) -> None:
         self._ready()
         entry = self._data[key] = _Entry("string", to_bytes(value), self._deadline(ttl))
         self._changed(self._put(key, entry))
 
+    @_durable
     async def set_if_absent(self, key: str, value: Value, ttl: float | None = None) -> bool:
         deadline = self._deadline(ttl)
         if self._live(key) is not None:
@@ -222,6 +253,7 @@ class MemoryKeyValueStore(KeyValueStore):
         self._changed(self._put(key, entry))
         return True
 
+    @_durable
     async def delete(self, *keys: str) -> int:
         self._ready()
         found = [key for key in dict.fromkeys(keys) if self._live(key) is not None]
@@ -231,9 +263,11 @@ class MemoryKeyValueStore(KeyValueStore):
             self._changed({"op": "del", "k": found})
         return len(found)
 
+    @_durable
     async def exists(self, key: str) -> bool:
         return self._live(key) is not None
 
+    @_durable
     async def incr(self, key: str, by: int = 1) -> int:
         entry = self._of_kind(key, "string")
         total = _add(b"0" if entry is None else _as_bytes(entry), by, key)
@@ -243,6 +277,7 @@ class MemoryKeyValueStore(KeyValueStore):
         self._changed(self._put(key, entry))
         return total
 
+    @_durable
     async def incr_with_ttl(self, key: str, ttl: float, by: int = 1) -> tuple[int, float]:
         deadline = self._deadline(ttl)
         entry = self._of_kind(key, "string")
@@ -259,6 +294,7 @@ class MemoryKeyValueStore(KeyValueStore):
     def _ttl_of(self, entry: _Entry) -> float | None:
         return None if entry.expires_at is None else max(0.0, entry.expires_at - self._clock())
 
+    @_durable
     async def expire(self, key: str, ttl: float) -> bool:
         entry = self._live(key)
         if entry is None:
@@ -271,16 +307,19 @@ class MemoryKeyValueStore(KeyValueStore):
             self._changed({"op": "exp", "k": key, "x": self._wall(entry.expires_at)})
         return True
 
+    @_durable
     async def ttl(self, key: str) -> float | None:
         entry = self._live(key)
         return None if entry is None else self._ttl_of(entry)
 
     # -- hashes ------------------------------------------------------------------------------
 
+    @_durable
     async def hget(self, key: str, field: str) -> bytes | None:
         entry = self._of_kind(key, "hash")
         return None if entry is None else _as_hash(entry).get(field)
 
+    @_durable
     async def hset(self, key: str, mapping: Mapping[str, Value]) -> int:
         if not mapping:
             raise ValueError("hset needs at least one field")
@@ -291,10 +330,12 @@ class MemoryKeyValueStore(KeyValueStore):
         self._changed(_fields_record("hset", key, update))
         return new
 
+    @_durable
     async def hgetall(self, key: str) -> dict[str, bytes]:
         entry = self._of_kind(key, "hash")
         return {} if entry is None else dict(_as_hash(entry))
 
+    @_durable
     async def hdel(self, key: str, *fields: str) -> int:
         entry = self._of_kind(key, "hash")
         if entry is None:
@@ -306,6 +347,7 @@ class MemoryKeyValueStore(KeyValueStore):
             self._changed({"op": "hdel", "k": key, "m": found})
         return len(found)
 
+    @_durable
     async def hincrby(self, key: str, field: str, by: int = 1) -> int:
         entry = self._of_kind(key, "hash")
         current = b"0" if entry is None else _as_hash(entry).get(field, b"0")
@@ -316,16 +358,19 @@ class MemoryKeyValueStore(KeyValueStore):
 
     # -- sorted sets -------------------------------------------------------------------------
 
+    @_durable
     async def zincrby(self, key: str, member: str, by: float = 1.0) -> float:
         scores = _as_zset(self._create(key, "zset"))
         score = scores[member] = scores.get(member, 0.0) + float(by)
         self._changed({"op": "zset", "k": key, "m": {member: score}})
         return score
 
+    @_durable
     async def zscore(self, key: str, member: str) -> float | None:
         entry = self._of_kind(key, "zset")
         return None if entry is None else _as_zset(entry).get(member)
 
+    @_durable
     async def zrevrange(self, key: str, start: int = 0, stop: int = -1) -> list[tuple[str, float]]:
         entry = self._of_kind(key, "zset")
         if entry is None:
@@ -338,6 +383,7 @@ class MemoryKeyValueStore(KeyValueStore):
 
     # -- sets --------------------------------------------------------------------------------
 
+    @_durable
     async def sadd(self, key: str, *members: str) -> int:
         entry = self._create(key, "set")
         values = _as_set(entry)
@@ -348,6 +394,7 @@ class MemoryKeyValueStore(KeyValueStore):
             self._changed({"op": "sadd", "k": key, "m": sorted(new)})
         return len(new)
 
+    @_durable
     async def srem(self, key: str, *members: str) -> int:
         entry = self._of_kind(key, "set")
         if entry is None:
@@ -360,10 +407,12 @@ class MemoryKeyValueStore(KeyValueStore):
             self._changed({"op": "srem", "k": key, "m": sorted(gone)})
         return len(gone)
 
+    @_durable
     async def smembers(self, key: str) -> builtins.set[str]:
         entry = self._of_kind(key, "set")
         return set() if entry is None else set(_as_set(entry))
 
+    @_durable
     async def sismember(self, key: str, member: str) -> bool:
         entry = self._of_kind(key, "set")
         return entry is not None and member in _as_set(entry)
