@@ -28,8 +28,11 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, StringConstraints, TypeAdapter, ValidationError
 
 from emporium.chassis.errors import DomainError
+from emporium.services.api_gateway import auth as gateway_auth
 from emporium.services.api_gateway import constraints, products, schemas, users
 from emporium.services.api_gateway import orders as gateway_orders
+from emporium.services.auth.domain import emails as auth_emails
+from emporium.services.auth.domain import passwords as auth_passwords
 from emporium.services.inventory import domain as inventory_domain
 from emporium.services.order import domain as order_domain
 from emporium.services.order import rpc as order_rpc
@@ -283,3 +286,69 @@ def test_cursor_pattern_admits_every_cursor_a_backend_issues() -> None:
         assert len(cursor) <= constraints.MAX_CURSOR_LENGTH
     for refused in ("a b", "a/b", "a+b", "\u00e9"):
         assert not pattern.fullmatch(refused)
+
+
+EMAIL_PARTS = st.sampled_from([*"aZ09.-_+@", "é", "xn--p1ai", "..", "-", " ", "\x00", "0"])
+EMAILS = st.one_of(
+    TEXT,
+    st.lists(EMAIL_PARTS, max_size=12).map("".join),
+    st.from_regex(constraints.ACCOUNT_EMAIL_PATTERN, fullmatch=True),
+)
+
+
+def auth_accepts_email(value: object) -> bool:
+    return not refuses(lambda: auth_emails.normalize_email(str(value)))
+
+
+def test_register_email_the_edge_admits_is_an_email_auth_accepts() -> None:
+    """Up to the declared semantic rule (local part over 64 characters): `0@0` and `a@b`
+    are refused at the edge, as auth-service refuses them."""
+    rule = Rule(gateway_auth.Email)
+
+    @EXAMPLES
+    @given(EMAILS)
+    def check(value: str) -> None:
+        assert rule.edge_accepts(value) == rule.document_admits(value), repr(value)
+        if rule.edge_accepts(value) and len(value.partition("@")[0]) <= 64:
+            assert auth_accepts_email(value), repr(value)
+
+    check()
+    for refused in ("0@0", "a@b", "a@b.1", "a..b@c.de", "a@-b.de", " a@b.de"):
+        assert not rule.edge_accepts(refused), refused
+    assert rule.edge_accepts("first.last+tag@mail.example.co.uk")
+
+
+PASSWORDS = st.one_of(TEXT, padded(TEXT, 10), padded(TEXT, 128))
+
+
+def test_register_password_the_edge_admits_is_refused_only_by_declared_rules() -> None:
+    """What the schema admits passes auth-service's policy unless it breaks a rule the
+    operation declares semantic (NFKC length, one repeated character, the email)."""
+    rule = Rule(gateway_auth.Password)
+
+    @EXAMPLES
+    @given(PASSWORDS)
+    def check(value: str) -> None:
+        assert rule.edge_accepts(value) == rule.document_admits(value), repr(value)
+        normalized = auth_passwords.normalize_password(value)
+        declared = len(set(normalized)) == 1 or not 10 <= len(normalized) <= 128
+        if rule.edge_accepts(value) and not declared:
+            assert not refuses(lambda: auth_passwords.check_password_policy(value)), repr(value)
+
+    check()
+    for refused in ("short", "\x00" * 12, " " * 12, "abc\x7fdefghij"):
+        assert not rule.edge_accepts(refused), refused
+    assert set(gateway_auth.REGISTRATION_RULES) == {"email", "password"}
+
+
+def test_register_name_the_edge_admits_is_a_profile_name_user_service_accepts() -> None:
+    """Else auth-service creates the account and user-service then refuses its profile."""
+    rule = Rule(gateway_auth.Name)
+
+    @EXAMPLES
+    @given(st.one_of(TEXT, padded(TEXT, 100), padded(TEXT, 200)))
+    def check(value: str) -> None:
+        agree(rule, value, user_text(user_domain.validate_name))
+
+    check()
+    assert not rule.edge_accepts("x" * 101)

@@ -12,9 +12,10 @@ from emporium.chassis.rpc.identity import Caller, acting_as
 from emporium.contracts.rpc.auth.v1 import auth_pb2
 from emporium.contracts.rpc.user.v1 import user_pb2
 from emporium.services.api_gateway.backends import SERVICE_NAME
+from emporium.services.api_gateway.constraints import account_email, account_password, user_text
 from emporium.services.api_gateway.problems import TooManyRequests
 from emporium.services.api_gateway.ratelimit import TokenBucketLimiter
-from emporium.services.api_gateway.schemas import RequestModel, problem_responses
+from emporium.services.api_gateway.schemas import RequestModel, problem_responses, semantic_fields
 from emporium.services.api_gateway.security import Gateway, bearer_token_of
 
 router = APIRouter(prefix="/api/v1/auth", tags=["identity"])
@@ -22,20 +23,25 @@ router = APIRouter(prefix="/api/v1/auth", tags=["identity"])
 # a second on a busy one): more than the 2 s a plain read gets.
 PASSWORD_CALL_TIMEOUT_SECONDS = 5.0
 
-# Shape only: auth-service owns the full rules (canonical email, password policy) and
-# answers 400 naming the field; these catch the obvious cases before any call.
-Email = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True, min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$"
+# auth-service's own rules (canonical email, password policy) as far as a schema can say
+# them, and user-service's profile name: a registration the edge admits is never refused
+# by user-service after auth-service created the account (no half-made account).
+Email = Annotated[str, account_email()]
+Password = Annotated[str, account_password()]
+MAX_NAME_LENGTH = 100
+Name = Annotated[str, user_text(MAX_NAME_LENGTH)]  # user-service validate_name
+REGISTRATION_RULES = {
+    "email": "auth-service's canonical form: at most 64 characters before the @",
+    "password": (
+        "auth-service's policy, after NFKC normalisation: 10 to 128 characters, not one "
+        "repeated character, not the email address"
     ),
-]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+}
 
 
 class RegisterBody(RequestModel):
     email: Email
-    password: str = Field(min_length=10, max_length=128, description="10 to 128 characters")
+    password: Password = Field(description="10 to 128 characters")
     name: Name
 
 
@@ -76,6 +82,7 @@ def _pair(answer: auth_pb2.TokenPair) -> TokenPair:
     response_model=Registered,
     summary="Create an account (credentials in auth-service, profile in user-service)",
     responses=problem_responses(409),
+    openapi_extra=semantic_fields(REGISTRATION_RULES),
 )
 async def register(body: RegisterBody, backends: Gateway) -> Registered:
     with acting_as(Caller.anonymous()):

@@ -139,3 +139,34 @@ MAX_CURSOR_LENGTH: Final = 512
 # order-service: the key is an HTTP header value, visible ASCII.
 IDEMPOTENCY_KEY_PATTERN: Final = r"^[\x21-\x7e]+$"
 MAX_IDEMPOTENCY_KEY_LENGTH: Final = 255
+
+
+# auth-service `normalize_email`, in ASCII (the edge refuses internationalised domains that
+# the backend would IDNA-encode: stricter, never looser): a dot-atom local part of `atext`,
+# then at least two letter/digit/hyphen labels of at most 63 characters, not starting or
+# ending with a hyphen, the last one starting with a letter (so never all digits). What no
+# pattern without look-arounds can say (the local part's 64-character limit) is a semantic
+# rule of the operation.
+_ATEXT: Final = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL: Final = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_TOP_LABEL: Final = r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+ACCOUNT_EMAIL_PATTERN: Final = rf"^{_ATEXT}(?:\.{_ATEXT})*@(?:{_LABEL}\.)+{_TOP_LABEL}$"
+MAX_EMAIL_LENGTH: Final = 254
+MIN_PASSWORD_LENGTH: Final = 10
+MAX_PASSWORD_LENGTH: Final = 128
+
+
+def account_email() -> Any:
+    """auth-service `normalize_email` (see ACCOUNT_EMAIL_PATTERN), at most 254 characters."""
+    return StringConstraints(max_length=MAX_EMAIL_LENGTH, pattern=ACCOUNT_EMAIL_PATTERN)
+
+
+def account_password() -> Any:
+    """auth-service `check_password_policy` as far as a schema can say it: 10 to 128
+    characters, no control character, not only whitespace. The rest (lengths after NFKC
+    normalisation, one repeated character, the email reused) is a semantic rule."""
+    return StringConstraints(
+        min_length=MIN_PASSWORD_LENGTH,
+        max_length=MAX_PASSWORD_LENGTH,
+        pattern=text_pattern(char_class(CONTROL_RANGES), required=True),
+    )
