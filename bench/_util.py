@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import httpx
 
@@ -40,11 +41,12 @@ def report(name: str, count: int, seconds: float, latencies_s: Sequence[float]) 
 @contextlib.contextmanager
 def platform_running(
     gateway: str, start: bool, admin_password: str = "bench-admin-password-0123"
-) -> Iterator[None]:
-    """Use a running platform, or start one (`emporium up --no-demo`) in a temporary data dir
-    with `admin_password` for the administrator."""
+) -> Iterator[Path | None]:
+    """Use a running platform (yields None), or start one (`emporium up --no-demo`) in a
+    temporary data dir with `admin_password` for the administrator (yields that data dir:
+    its `run/*.pid` files name the processes, for CPU accounting)."""
     if not start:
-        yield
+        yield None
         return
     tmp = tempfile.mkdtemp(prefix="emporium-bench-")
     env = {
@@ -72,7 +74,7 @@ def platform_running(
             time.sleep(0.5)
         else:
             raise SystemExit("platform did not become healthy")
-        yield
+        yield Path(f"{tmp}/var")
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
