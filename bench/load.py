@@ -60,6 +60,7 @@ PRODUCTS = 40
 CATEGORIES = 8
 STOCK = 10_000_000
 WARMUP_SECONDS = 5.0
+IDLE_SECONDS = 5.0  # the platform's own idle CPU (pollers, timers), measured before a step
 PROBE_ORDERS = "order: placed to PAID"
 
 
@@ -449,6 +450,7 @@ class Step:
     elapsed: float  # wall time of the step: generator start-up and the last answers too
     samples: Samples
     cpu: dict[str, float]
+    idle_cpu_per_s: dict[str, float]  # the same processes' CPU per second before the load
     lags: dict[str, list[float]]
 
     def verdicts(self) -> dict[str, tuple[float, float, bool]]:
@@ -482,13 +484,16 @@ def run_step(
         samples = await load
         return samples, await probes
 
+    quiet = platform_cpu(pids)
+    time.sleep(IDLE_SECONDS)
     before = platform_cpu(pids)
+    idle = {name: (before[name] - quiet[name]) / IDLE_SECONDS for name in before}
     began = time.monotonic()
     samples, lags = asyncio.run(with_probes())
     after = platform_cpu(pids)
     elapsed = time.monotonic() - began
     cpu = {name: after[name] - before.get(name, math.nan) for name in after}
-    return Step(rate, seconds, elapsed, samples, cpu, lags)
+    return Step(rate, seconds, elapsed, samples, cpu, idle, lags)
 
 
 def print_step(step: Step, pids: dict[str, int]) -> None:
@@ -545,20 +550,29 @@ def print_step(step: Step, pids: dict[str, int]) -> None:
             f"view lag, {name}: n={len(values)} p50 {percentile(values, 50):.0f} ms, "
             f"max {max(values):.0f} ms"
         )
-    if step.cpu and s.checkouts:
+    placed = s.placed + len(step.lags.get(PROBE_ORDERS, []))
+    if step.cpu and placed:
         total = sum(v for v in step.cpu.values() if not math.isnan(v))
+        idle = sum(step.idle_cpu_per_s.values()) * step.elapsed
         print(
             f"platform CPU: {total:.1f} s in {step.elapsed:.0f} s = "
-            f"{total / step.elapsed * 100:.0f} % of one core, "
-            f"{total / s.checkouts * 1000:.1f} ms per checkout (with its browsing)"
+            f"{total / step.elapsed * 100:.0f} % of one core (idle before the load: "
+            f"{idle / step.elapsed * 100:.0f} %); {placed} orders placed: "
+            f"{total / placed * 1000:.1f} ms per checkout with its browsing, "
+            f"{(total - idle) / placed * 1000:.1f} ms above idle"
         )
-        print(f"{'process':<16}{'CPU s':>8}{'ms/checkout':>13}{'RSS MiB':>9}")
+        print(f"{'process':<16}{'CPU s':>8}{'idle %':>8}{'ms/checkout':>13}{'RSS MiB':>9}")
         rss_total = 0.0
         for name, used in sorted(step.cpu.items(), key=lambda kv: -kv[1]):
             rss = rss_mib(pids[name])
             rss_total += 0 if math.isnan(rss) else rss
-            print(f"{name:<16}{used:>8.2f}{used / s.checkouts * 1000:>13.2f}{rss:>9.0f}")
+            above = used - step.idle_cpu_per_s.get(name, 0.0) * step.elapsed
+            print(
+                f"{name:<16}{used:>8.2f}{step.idle_cpu_per_s.get(name, 0.0) * 100:>8.1f}"
+                f"{above / placed * 1000:>13.2f}{rss:>9.0f}"
+            )
         print(f"platform memory: {rss_total:.0f} MiB RSS in {len(pids)} processes")
+        print("(ms/checkout: CPU above the idle rate per order placed, browsing included)")
 
 
 def find_max(fx: Fixture, args: argparse.Namespace, pids: dict[str, int]) -> None:
