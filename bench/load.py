@@ -50,7 +50,10 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from prometheus_client.parser import text_string_to_metric_families
+
 from _util import machine, percentile, platform_running
+from emporium.chassis.catalog import SERVICES
 
 ADMIN_EMAIL = "admin@emporium.local"
 ADMIN_PASSWORD = "bench-admin-password-0123"
@@ -309,6 +312,37 @@ def platform_cpu(pids: dict[str, int]) -> dict[str, float]:
     return {name: cpu_seconds(pid) for name, pid in pids.items()}
 
 
+# What a checkout asks of each service, from the services' own counters: calls handled,
+# transactions committed, events written to the outbox and events consumed.
+WORK_COUNTERS = {
+    "emporium_rpc_requests": "rpc",
+    "emporium_http_requests": "http",
+    "emporium_db_commits": "commits",
+    "emporium_outbox_published": "published",
+    "emporium_events_consumed": "consumed",
+}
+
+
+def platform_work() -> dict[tuple[str, str], float]:
+    """(service, kind) -> counter total, scraped from every service's /metrics."""
+    out: dict[tuple[str, str], float] = defaultdict(float)
+    for info in SERVICES:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{info.http_port}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            continue
+        for family in text_string_to_metric_families(text):
+            kind = WORK_COUNTERS.get(family.name)
+            if kind is None:
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    if kind == "http" and sample.labels.get("route") in ("/metrics", "/healthz"):
+                        continue
+                    out[(info.name, kind)] += sample.value
+    return out
+
+
 # ---------------------------------------------------------------- set-up and views
 
 
@@ -451,6 +485,7 @@ class Step:
     samples: Samples
     cpu: dict[str, float]
     idle_cpu_per_s: dict[str, float]  # the same processes' CPU per second before the load
+    work: dict[tuple[str, str], float]  # (service, kind) -> count during the step
     lags: dict[str, list[float]]
 
     def verdicts(self) -> dict[str, tuple[float, float, bool]]:
@@ -488,12 +523,15 @@ def run_step(
     time.sleep(IDLE_SECONDS)
     before = platform_cpu(pids)
     idle = {name: (before[name] - quiet[name]) / IDLE_SECONDS for name in before}
+    work_before = platform_work()
     began = time.monotonic()
     samples, lags = asyncio.run(with_probes())
+    work_after = platform_work()
     after = platform_cpu(pids)
     elapsed = time.monotonic() - began
     cpu = {name: after[name] - before.get(name, math.nan) for name in after}
-    return Step(rate, seconds, elapsed, samples, cpu, idle, lags)
+    work = {key: work_after[key] - work_before.get(key, 0.0) for key in work_after}
+    return Step(rate, seconds, elapsed, samples, cpu, idle, work, lags)
 
 
 def print_step(step: Step, pids: dict[str, int]) -> None:
@@ -573,6 +611,15 @@ def print_step(step: Step, pids: dict[str, int]) -> None:
             )
         print(f"platform memory: {rss_total:.0f} MiB RSS in {len(pids)} processes")
         print("(ms/checkout: CPU above the idle rate per order placed, browsing included)")
+    if step.work and placed:
+        kinds = list(dict.fromkeys(WORK_COUNTERS.values()))
+        print(
+            f"work per checkout (with its browsing): {'service':<16}"
+            + "".join(f"{kind:>11}" for kind in kinds)
+        )
+        for service in sorted({name for name, _ in step.work}):
+            counts = [step.work.get((service, kind), 0.0) / placed for kind in kinds]
+            print(f"{'':<39}{service:<16}" + "".join(f"{c:>11.2f}" for c in counts))
 
 
 def find_max(fx: Fixture, args: argparse.Namespace, pids: dict[str, int]) -> None:

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from emporium.chassis.errors import DomainError, ErrorCode
+from emporium.chassis.metrics import DB_COMMITS
 
 T = TypeVar("T")
 
@@ -83,10 +84,14 @@ def is_postgres(engine: AsyncEngine) -> bool:
 class Database:
     """An engine plus its session factory; built by a service's `app.py`, closed at shutdown."""
 
-    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+    def __init__(self, url: str, *, service: str = "", **engine_kwargs: Any) -> None:
         self.url = url
         self.engine = create_engine(url, **engine_kwargs)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        if service:
+            # Commits per request are a cost the load benchmark multiplies out (bench/load.py).
+            commits = DB_COMMITS.labels(service)
+            event.listen(self.engine.sync_engine, "commit", lambda _conn: commits.inc())
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.sessions)

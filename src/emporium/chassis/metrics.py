@@ -44,6 +44,11 @@ HTTP_LATENCY = Histogram(
     ["service", "method", "route"],
     buckets=LATENCY_BUCKETS,
 )
+DB_COMMITS = Counter(
+    "emporium_db_commits_total",
+    "Relational transactions committed (what a request costs in durable writes).",
+    ["service"],
+)
 OUTBOX_BACKLOG = Gauge(
     "emporium_outbox_backlog",
     "Outbox rows written but not yet acknowledged by the broker.",

@@ -39,7 +39,7 @@ BOOTSTRAP_RETRY_SECONDS = 1.0
 async def build(settings: ServiceSettings) -> ServiceApp:
     """Everything auth-service runs; nothing is connected before this is called."""
     app = ServiceApp(name=settings.name, settings=settings)
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, service=settings.name)
     app.on_stop.append(db.close)
     app.checks["database"] = lambda: store.ping(db)
     kv = open_kv(settings.kv_url, namespace=settings.name)

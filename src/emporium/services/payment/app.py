@@ -23,7 +23,7 @@ async def build(settings: ServiceSettings) -> ServiceApp:
     app = ServiceApp(name=settings.name, settings=settings)
     app.verifier = JwksTokenVerifier(grpc_target("auth"), service=settings.name)
     app.on_stop.append(app.verifier.close)
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, service=settings.name)
     app.on_stop.append(db.close)
     app.checks["database"] = lambda: store.ping(db)
     bus = await open_service_bus(app)

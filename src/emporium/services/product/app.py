@@ -22,7 +22,7 @@ from emporium.services.product.rpc import SERVICE_NAME, ProductServicer
 async def build(settings: ServiceSettings) -> ServiceApp:
     """Everything product-service runs; nothing is connected before this is called."""
     app = ServiceApp(name=settings.name, settings=settings)
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, service=settings.name)
     app.on_stop.append(db.close)
     app.checks["database"] = lambda: store.ping(db)
     bus = await open_service_bus(app)

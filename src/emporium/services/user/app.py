@@ -21,7 +21,7 @@ from emporium.services.user.rpc import SERVICE_NAME, UserServicer
 async def build(settings: ServiceSettings) -> ServiceApp:
     """Everything user-service runs; nothing is connected before this is called."""
     app = ServiceApp(name=settings.name, settings=settings)
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, service=settings.name)
     app.on_stop.append(db.close)
     app.checks["database"] = lambda: store.ping(db)
     bus = await open_service_bus(app)
