@@ -54,6 +54,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from _util import machine, percentile, platform_running
 from emporium.chassis.catalog import SERVICES
+from floor import measure as measure_floor
 
 ADMIN_EMAIL = "admin@emporium.local"
 ADMIN_PASSWORD = "bench-admin-password-0123"
@@ -534,7 +535,7 @@ def run_step(
     return Step(rate, seconds, elapsed, samples, cpu, idle, work, lags)
 
 
-def print_step(step: Step, pids: dict[str, int]) -> None:
+def print_step(step: Step, pids: dict[str, int], floor: dict[str, float]) -> None:
     s = step.samples
     measured = max(step.seconds - WARMUP_SECONDS, 1e-9)
     print(
@@ -611,6 +612,8 @@ def print_step(step: Step, pids: dict[str, int]) -> None:
             )
         print(f"platform memory: {rss_total:.0f} MiB RSS in {len(pids)} processes")
         print("(ms/checkout: CPU above the idle rate per order placed, browsing included)")
+    if step.work and placed and floor:
+        print_floor(step, placed, floor)
     if step.work and placed:
         kinds = list(dict.fromkeys(WORK_COUNTERS.values()))
         print(
@@ -622,7 +625,36 @@ def print_step(step: Step, pids: dict[str, int]) -> None:
             print(f"{'':<39}{service:<16}" + "".join(f"{c:>11.2f}" for c in counts))
 
 
-def find_max(fx: Fixture, args: argparse.Namespace, pids: dict[str, int]) -> None:
+FLOOR_OF_KIND = {
+    "rpc": "grpc",
+    "http": "http",
+    "commits": "commit",
+    "published": "publish",
+    "consumed": "consume",
+}
+
+
+def print_floor(step: Step, placed: int, floor: dict[str, float]) -> None:
+    """Actual CPU per checkout (above idle) against the floor: what the service is asked to
+    do (its counters) priced at the bare primitives' cost measured in this run."""
+    production = os.environ.get("EMPORIUM_PROFILE") == "production" and "pg_commit" in floor
+    prices = {**floor, "commit": floor["pg_commit"]} if production else floor
+    print(f"{'service':<16}{'actual ms':>11}{'floor ms':>10}{'actual/floor':>14}")
+    for service in sorted({name for name, _ in step.work}):
+        cost = sum(
+            step.work.get((service, kind), 0.0) / placed * prices[price]
+            for kind, price in FLOOR_OF_KIND.items()
+        )
+        used = step.cpu.get(service)
+        if used is None or cost <= 0:
+            continue
+        actual = (used - step.idle_cpu_per_s.get(service, 0.0) * step.elapsed) / placed * 1000
+        print(f"{service:<16}{actual:>11.2f}{cost:>10.2f}{actual / cost:>14.1f}")
+
+
+def find_max(
+    fx: Fixture, args: argparse.Namespace, pids: dict[str, int], floor: dict[str, float]
+) -> None:
     """Double while the SLOs hold, then bisect between the last pass and the first failure
     to within 10 %."""
     good: float | None = None
@@ -630,7 +662,7 @@ def find_max(fx: Fixture, args: argparse.Namespace, pids: dict[str, int]) -> Non
     rate = args.rate
     while bad is None or (good is not None and bad / good > 1.1):
         step = run_step(fx, args, rate, args.hold, pids)
-        print_step(step, pids)
+        print_step(step, pids, floor)
         if step.holds():
             good = rate
         else:
@@ -662,6 +694,9 @@ def main() -> None:
     parser.add_argument("--find-max", action="store_true")
     parser.add_argument("--hold", type=float, default=60.0, help="seconds per find-max step")
     parser.add_argument("--start", action="store_true", help="start the platform first")
+    parser.add_argument(
+        "--floor-ops", type=int, default=2000, help="operations per primitive (0: no floor)"
+    )
     parser.add_argument("--data-dir", type=Path, help="a running platform's data dir (CPU)")
     parser.add_argument(
         "--admin-password", default=os.environ.get("EMPORIUM_ADMIN_PASSWORD", ADMIN_PASSWORD)
@@ -671,12 +706,18 @@ def main() -> None:
     with platform_running(args.gateway, args.start, args.admin_password) as data_dir:
         pids = service_pids(data_dir or args.data_dir)
         fx = asyncio.run(prepare(args.gateway, args.admin_password, args.shoppers))
+        floor = asyncio.run(measure_floor(args.floor_ops)) if args.floor_ops else {}
+        if floor:
+            print(
+                "floor, CPU µs per operation: "
+                + ", ".join(f"{name} {ms * 1000:.0f}" for name, ms in floor.items())
+            )
         if args.find_max:
-            find_max(fx, args, pids)
+            find_max(fx, args, pids, floor)
             return
         since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 1))
         step = run_step(fx, args, args.rate, args.seconds, pids)
-        print_step(step, pids)
+        print_step(step, pids, floor)
         probes = len(step.lags.get(PROBE_ORDERS, []))
         placed = step.samples.placed + probes
         drained = asyncio.run(analytics_drain_ms(args.gateway, args.admin_password, since, placed))

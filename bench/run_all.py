@@ -15,6 +15,7 @@ SCRIPTS = [
     ["rest_roundtrip.py", "--start"],
     ["checkout.py", "--start", "--shoppers", "4", "--seconds", "25"],
     ["checkout.py", "--start", "--shoppers", "8", "--seconds", "25"],
+    ["floor.py"],
     ["load.py", "--start", "--rate", "5", "--seconds", "60"],
 ]
 
