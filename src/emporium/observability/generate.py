@@ -32,7 +32,7 @@ _Dumper.add_representer(str, _str)
 
 
 def render(document: dict[str, Any]) -> str:
-    return HEADER + yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=100)
+    return HEADER + yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=1000)
 
 
 def files() -> dict[str, str]:

@@ -148,7 +148,6 @@ def _alert(
         "labels": {"severity": severity, **labels},
         "annotations": {
             "summary": summary,
-            "description": "{{ $labels.service }}: value {{ $value | humanize }}.",
             "runbook_url": runbook_url(name),
         },
     }
@@ -170,8 +169,8 @@ def alerting_rules(slo: SLO) -> list[Rule]:
                     duration,
                     severity,
                     labels,
-                    f"{slo.service} burns its {sli} error budget ({num(budget * 100)} %) "
-                    f"{' or '.join(f'{p.factor:g}x' for p in pairs)} too fast",
+                    f"{slo.service} burns its {sli} error budget ({num(budget * 100)} % of "
+                    f"events) {' or '.join(f'{p.factor:g}x' for p in pairs)} too fast",
                 )
             )
         rules.append(
@@ -252,11 +251,13 @@ def rule_files() -> dict[str, dict[str, Any]]:
     """File name under prometheus/rules/ -> its rule groups."""
     return {
         "slo.yml": {
+            # One group per service, records first: a group evaluates its rules in order, so
+            # an alert always reads the ratios recorded at the same evaluation (across groups
+            # it may read the previous one, or none when the interval exceeds the lookback).
             "groups": [
-                {"name": f"slo-{slo.service}-records", "rules": recording_rules(slo)}
+                {"name": f"slo-{slo.service}", "rules": recording_rules(slo) + alerting_rules(slo)}
                 for slo in SLOS
             ]
-            + [{"name": f"slo-{slo.service}-alerts", "rules": alerting_rules(slo)} for slo in SLOS]
         },
         "platform.yml": {"groups": [{"name": "platform", "rules": platform_rules()}]},
     }
