@@ -56,3 +56,15 @@ def test_every_alert_is_shown_firing_and_quiet() -> None:
     names = set(rules.alert_names())
     assert names - firing == set(), "alerts no unit test shows firing"
     assert names - quiet == set(), "alerts no unit test shows quiet"
+
+
+def test_the_local_prometheus_config_passes_promtool_check() -> None:
+    """It scrapes every process of `make up` and loads the generated rules."""
+    config = ROOT / "prometheus" / "prometheus.yml"
+    result = _run(tool("promtool"), "check", "config", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(RULE_FILES)} rule files found" in result.stdout
+    from emporium.chassis.catalog import SERVICES
+
+    targets = yaml.safe_load(config.read_text())["scrape_configs"][0]["static_configs"]
+    assert {t["labels"]["service"] for t in targets} == {s.name for s in SERVICES}
