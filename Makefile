@@ -9,7 +9,7 @@ UV_VERSION := 0.13.8
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 PYTEST_ARGS ?=
 
-.PHONY: up test venv lint typecheck imports proto proto-check asyncapi check bench clean
+.PHONY: up observe test venv lint typecheck imports proto proto-check asyncapi check bench clean
 
 $(BIN)/uv:
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -25,6 +25,10 @@ venv: $(VENV)/.synced
 ## Run all twelve services on the embedded profile (Ctrl-C stops them all).
 up: venv
 	$(BIN)/emporium up
+
+## Prometheus + Alertmanager for the running `make up` platform (Ctrl-C stops them).
+observe: venv
+	$(BIN)/python -m emporium.observability.local
 
 ## Run the whole test suite (lint, types, architecture rules, pytest).
 test: venv check

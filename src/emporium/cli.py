@@ -1,5 +1,6 @@
 """The `emporium` command: `up` (the whole platform), `run <service>` (one process),
-`migrate [service ...]` (apply Alembic migrations), `sagas list|retry|cancel` (operators)."""
+`migrate [service ...]` (apply Alembic migrations), `sagas list|retry|cancel` (operators),
+`observability generate [--check]` (Prometheus rules, Alertmanager config)."""
 
 from __future__ import annotations
 
@@ -59,9 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     from emporium import operator
 
     operator.add_parser(sub)
+    from emporium.observability import generate
+
+    generate.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "sagas":
         return operator.main(args)
+    if args.command == "observability":
+        return generate.main(args)
 
     if args.command == "run" and args.service.replace("-", "_") == PAYMENT_SANDBOX.name:
         from emporium.sandbox.payments.app import run_sandbox
