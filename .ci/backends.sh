@@ -19,6 +19,9 @@ need_apt() {
   local missing=()
   command -v redis-server >/dev/null || missing+=(redis-server)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  # The observability tests: promtool (rules), amtool and a real Alertmanager (routing).
+  command -v promtool >/dev/null || missing+=(prometheus)
+  { command -v amtool && command -v prometheus-alertmanager; } >/dev/null || missing+=(prometheus-alertmanager)
   if ((${#missing[@]})); then
     log "installing ${missing[*]} from Debian"
     if [ "$(id -u)" = 0 ]; then
