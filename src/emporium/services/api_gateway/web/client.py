@@ -1,0 +1,79 @@
+"""The storefront's client of the public REST API (API.md), over loopback HTTP.
+
+The pages hold no private way into the backends: they call the same `/api/v1` a phone app
+would, so the contract, its validation, authorization and rate limits apply to them too.
+An expired access token is refreshed once with the refresh token (rotation), and the new
+pair is remembered so the page's response can store it in the cookies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+TIMEOUT_SECONDS = 30.0
+
+
+@dataclass
+class Tokens:
+    access: str
+    refresh: str
+
+
+@dataclass
+class ApiSession:
+    """One page request's view of the API: the caller's tokens and whether they changed."""
+
+    http: httpx.AsyncClient
+    tokens: Tokens | None
+    renewed: bool = False
+    signed_out: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        answer = await self._send(method, path, json, params, headers)
+        if answer.status_code == 401 and self.tokens is not None and await self._refresh():
+            answer = await self._send(method, path, json, params, headers)
+        return answer
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        params: dict[str, Any] | None,
+        headers: dict[str, str] | None,
+    ) -> httpx.Response:
+        sent = {**self.headers, **(headers or {})}
+        if self.tokens is not None:
+            sent["Authorization"] = f"Bearer {self.tokens.access}"
+        return await self.http.request(method, path, json=json, params=params, headers=sent)
+
+    async def _refresh(self) -> bool:
+        """Rotate the pair; on failure the visitor is signed out (cookies cleared)."""
+        assert self.tokens is not None
+        answer = await self.http.post(
+            "/api/v1/auth/refresh", json={"refresh_token": self.tokens.refresh}
+        )
+        if answer.status_code != 200:
+            self.tokens = None
+            self.signed_out = True
+            return False
+        body = answer.json()
+        self.tokens = Tokens(body["access_token"], body["refresh_token"])
+        self.renewed = True
+        return True
+
+
+def new_http_client(api_url: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=api_url, timeout=TIMEOUT_SECONDS)

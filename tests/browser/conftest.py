@@ -1,0 +1,48 @@
+"""Browser tests: Playwright drives Debian's Chromium (`apt-get install chromium`).
+
+`playwright install` cannot download browsers here, so the system Chromium is launched by
+path with the flags of ops-tooling.md. Without it the tests skip on a laptop and fail under
+`EMPORIUM_REQUIRE_REAL_BACKENDS=1` (CI), like every other real-backend test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+import pytest
+
+from tests.backends import require_real_backends
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    """The Chromium to drive: `EMPORIUM_CHROMIUM`, else Debian's; skip/fail when absent."""
+    found = os.environ.get("EMPORIUM_CHROMIUM") or shutil.which("chromium") or ""
+    if found and os.access(found, os.X_OK):
+        return found
+    reason = "no Chromium: `apt-get install -y chromium` (or set EMPORIUM_CHROMIUM)"
+    if require_real_backends():
+        pytest.fail(f"EMPORIUM_REQUIRE_REAL_BACKENDS=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **browser_type_launch_args,
+        "executable_path": chromium_path(),
+        "args": CHROMIUM_FLAGS,
+        "headless": True,
+    }
