@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -45,9 +46,9 @@ class WebFirst:
             await self.web(scope, receive, send)
 
 
-def create_web(api_url: str) -> Starlette:
+def create_web(api_url: str, transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
     """The pages app; it calls the REST API at `api_url` (the gateway's own loopback port)."""
-    http = new_http_client(api_url)
+    http = new_http_client(api_url, transport)
     renderer = Renderer(Assets())
 
     def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:

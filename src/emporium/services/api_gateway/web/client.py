@@ -75,5 +75,8 @@ class ApiSession:
         return True
 
 
-def new_http_client(api_url: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=api_url, timeout=TIMEOUT_SECONDS)
+def new_http_client(
+    api_url: str, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """`transport` is for tests (a fake API); the gateway uses plain loopback HTTP."""
+    return httpx.AsyncClient(base_url=api_url, timeout=TIMEOUT_SECONDS, transport=transport)
