@@ -3,6 +3,7 @@ the CSRF check, the headers and the error pages (the real flow is tests/browser)
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -193,3 +194,17 @@ def test_api_paths_stay_with_the_rest_app() -> None:
         srcset("http://x/i.png")
         == "http://x/i.png?w=240 240w, http://x/i.png?w=480 480w, http://x/i.png?w=960 960w"
     )
+
+
+async def test_concurrent_calls_refresh_the_pair_only_once(fake: FakeApi) -> None:
+    from emporium.services.api_gateway.web.client import ApiSession, Tokens
+
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(fake), base_url="http://api.test"
+    ) as http:
+        api = ApiSession(http, Tokens("old", "r1"))
+        answers = await asyncio.gather(*(api.call("GET", "/api/v1/orders") for _ in range(3)))
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    refreshes = [r for r in fake.seen if r.url.path == "/api/v1/auth/refresh"]
+    assert len(refreshes) == 1
+    assert api.tokens == Tokens("new", "r2")

@@ -8,6 +8,7 @@ pair is remembered so the page's response can store it in the cookies.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ class ApiSession:
     renewed: bool = False
     signed_out: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    _refreshing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def call(
         self,
@@ -41,8 +43,15 @@ class ApiSession:
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
+        sent_with = self.tokens
         answer = await self._send(method, path, json, params, headers)
-        if answer.status_code == 401 and self.tokens is not None and await self._refresh():
+        if answer.status_code != 401 or sent_with is None:
+            return answer
+        # Pages make calls concurrently: one refresh for all of them (a refresh token used
+        # twice would revoke the whole family and sign the visitor out).
+        async with self._refreshing:
+            renewed = self.tokens is not sent_with or await self._refresh()
+        if renewed and self.tokens is not None:
             answer = await self._send(method, path, json, params, headers)
         return answer
 
