@@ -18,12 +18,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from emporium.services.api_gateway.web import account, cookies, orders, shop
+from emporium.services.api_gateway.web import account, admin, cookies, orders, shop
 from emporium.services.api_gateway.web.assets import Assets
 from emporium.services.api_gateway.web.client import ApiSession, new_http_client
 from emporium.services.api_gateway.web.render import Renderer
 
 log = logging.getLogger(__name__)
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024 + 1  # the API's image limit, so it answers 413
 API_PREFIXES = ("/api/", "/openapi.json", "/docs", "/redoc")
 Handler = Callable[[Request, ApiSession, Renderer], Awaitable[Response]]
 
@@ -55,7 +56,7 @@ def create_web(api_url: str, transport: httpx.AsyncBaseTransport | None = None) 
         async def endpoint(request: Request) -> Response:
             api = ApiSession(http, cookies.tokens_of(request))
             if request.method == "POST":
-                form = await request.form()
+                form = await request.form(max_part_size=MAX_UPLOAD_BYTES)
                 request.state.form = form
                 if not cookies.csrf_ok(request, str(form.get("csrf", ""))):
                     return renderer.page(
@@ -76,7 +77,7 @@ def create_web(api_url: str, transport: httpx.AsyncBaseTransport | None = None) 
         return found
 
     routes = [Route("/static/{name}", static)]
-    for path, handler, methods in (*shop.ROUTES, *account.ROUTES, *orders.ROUTES):
+    for path, handler, methods in (*shop.ROUTES, *account.ROUTES, *orders.ROUTES, *admin.ROUTES):
         routes.append(Route(path, page(handler), methods=methods))
 
     async def not_found(request: Request, _: Exception) -> Response:

@@ -42,9 +42,11 @@ class ApiSession:
         json: Any = None,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        files: dict[str, Any] | None = None,
     ) -> httpx.Response:
+        """One API call; `files` makes it multipart (the image upload)."""
         sent_with = self.tokens
-        answer = await self._send(method, path, json, params, headers)
+        answer = await self._send(method, path, json, params, headers, files)
         if answer.status_code != 401 or sent_with is None:
             return answer
         # Pages make calls concurrently: one refresh for all of them (a refresh token used
@@ -52,7 +54,7 @@ class ApiSession:
         async with self._refreshing:
             renewed = self.tokens is not sent_with or await self._refresh()
         if renewed and self.tokens is not None:
-            answer = await self._send(method, path, json, params, headers)
+            answer = await self._send(method, path, json, params, headers, files)
         return answer
 
     async def _send(
@@ -62,11 +64,14 @@ class ApiSession:
         json: Any,
         params: dict[str, Any] | None,
         headers: dict[str, str] | None,
+        files: dict[str, Any] | None = None,
     ) -> httpx.Response:
         sent = {**self.headers, **(headers or {})}
         if self.tokens is not None:
             sent["Authorization"] = f"Bearer {self.tokens.access}"
-        return await self.http.request(method, path, json=json, params=params, headers=sent)
+        return await self.http.request(
+            method, path, json=json, params=params, headers=sent, files=files
+        )
 
     async def _refresh(self) -> bool:
         """Rotate the pair; on failure the visitor is signed out (cookies cleared)."""
