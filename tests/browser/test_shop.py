@@ -4,6 +4,7 @@ become PAID with its receipt among the notifications; a declined card says so cl
 
 from __future__ import annotations
 
+import io
 import re
 import time
 import uuid
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from axe_playwright_python.sync_playwright import Axe
+from PIL import Image
 from playwright.sync_api import Page, expect
 
 from tests.e2e.platform import GATEWAY, running_platform, wait_healthy
@@ -21,6 +24,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 ADMIN_EMAIL = "admin@emporium.local"
 ADMIN_PASSWORD = "browser-admin-password-0123"
 EVENTUAL_SECONDS = 20.0
+
+
+def png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (640, 480), (200, 160, 40)).save(out, format="PNG")
+    return out.getvalue()
 
 
 def api_login(client: httpx.Client, email: str, password: str) -> dict[str, str]:
@@ -158,3 +167,76 @@ def test_pages_are_safe_and_a_missing_one_is_a_404(shop: dict[str, str], page: P
     assert "script-src 'self'" in policy
     api = httpx.get(f"{GATEWAY}/api/v1/nothing-here")
     assert api.headers["content-type"].startswith("application/problem+json")
+
+
+def sign_in(page: Page, email: str, password: str) -> None:
+    page.goto(f"{GATEWAY}/signin")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+def test_an_admin_adds_a_product_that_the_shop_then_finds(
+    shop: dict[str, str], page: Page, tmp_path: Path
+) -> None:
+    image = tmp_path / "lamp.png"
+    image.write_bytes(png())
+    sku = f"LAMP-{uuid.uuid4().hex[:8]}"
+    sign_in(page, ADMIN_EMAIL, ADMIN_PASSWORD)
+    page.get_by_role("link", name="Console").click()
+    new = page.get_by_role("region", name="New product")
+    new.get_by_label("SKU").fill(sku)
+    new.get_by_label("Name").fill("Quasar Reading Lamp")
+    new.get_by_label("Description").fill("A lamp for the night owl.")
+    new.get_by_label("Category").fill("home")
+    new.get_by_label("Price in cents").fill("3900")
+    new.get_by_label("Image (JPEG, PNG or WebP)").set_input_files(str(image))
+    new.get_by_role("button", name="Create product").click()
+    expect(page.get_by_test_id("admin-message")).to_have_text("Created Quasar Reading Lamp.")
+
+    stock = page.get_by_role("region", name="Stock")
+    stock.get_by_label("SKU").fill(sku)
+    stock.get_by_label("On hand").fill("7")
+    stock.get_by_label("Low-stock threshold").fill("2")
+    stock.get_by_role("button", name="Set stock").click()
+    expect(page.get_by_test_id("admin-message")).to_have_text(f"Stock of {sku}: 7 available.")
+
+    search_until_found(page, "quasar lamp", "Quasar Reading Lamp")
+    page.get_by_role("link", name="Quasar Reading Lamp").click()
+    expect(page.get_by_text("In stock")).to_be_visible()
+    picture = page.get_by_role("img", name="Quasar Reading Lamp")
+    expect(picture).to_have_attribute("srcset", re.compile(r"\?w=240 240w"))
+    assert picture.evaluate("img => img.complete && img.naturalWidth > 0")
+
+
+def test_the_console_refuses_a_shopper(shop: dict[str, str], page: Page) -> None:
+    register(page)
+    answer = page.goto(f"{GATEWAY}/admin")
+    assert answer is not None
+    assert answer.status == 403
+    expect(page.get_by_role("heading", name="Administrators only.")).to_be_visible()
+
+
+def serious_violations(axe: Axe, page: Page) -> list[str]:
+    """axe-core's serious and critical findings on the page as it is now."""
+    return [
+        f"{v['id']}: {v['help']}"
+        for v in axe.run(page).response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def test_pages_have_no_serious_accessibility_violations(shop: dict[str, str], page: Page) -> None:
+    axe = Axe()
+    for path in ("/signin", "/register"):
+        page.goto(f"{GATEWAY}{path}")
+        assert not serious_violations(axe, page), path
+    register(page)
+    product = shop["Zephyr Travel Speaker"]
+    page.goto(f"{GATEWAY}/products/{product}")
+    add_to_cart(page, 1)
+    shop_pages = ["/", "/search?q=zephyr", f"/products/{product}", "/cart", "/checkout"]
+    for path in [*shop_pages, "/orders", "/notifications", "/admin", "/no/such/page"]:
+        page.goto(f"{GATEWAY}{path}")
+        assert not serious_violations(axe, page), path
