@@ -46,6 +46,11 @@ class FakeApi:
             return httpx.Response(self.order_status, json={"id": "o1", "status": "PENDING"})
         if path == "/api/v1/users/me" and request.headers.get("authorization") == "Bearer old":
             return httpx.Response(401, json={"status": 401})
+        if path == "/api/v1/users/me":
+            roles = ["admin"] if request.headers.get("authorization") == "Bearer boss" else []
+            return httpx.Response(200, json={"id": "u", "roles": roles})
+        if path == "/api/v1/products" and request.method == "GET":
+            return httpx.Response(200, json={"items": [PRODUCT], "next_cursor": None})
         if path == "/api/v1/auth/refresh":
             return httpx.Response(200, json={"access_token": "new", "refresh_token": "r2"})
         if path == "/api/v1/orders":
@@ -208,3 +213,22 @@ async def test_concurrent_calls_refresh_the_pair_only_once(fake: FakeApi) -> Non
     refreshes = [r for r in fake.seen if r.url.path == "/api/v1/auth/refresh"]
     assert len(refreshes) == 1
     assert api.tokens == Tokens("new", "r2")
+
+
+@pytest.mark.parametrize(("token", "status"), [("good", 403), ("boss", 200)])
+async def test_the_console_is_for_admins_only(
+    visitor: httpx.AsyncClient, token: str, status: int
+) -> None:
+    visitor.cookies.set(cookies.ACCESS, token)
+    visitor.cookies.set(cookies.REFRESH, "r1")
+    page = await visitor.get("/admin")
+    assert page.status_code == status
+    assert ("Create product" in page.text) == (status == 200)
+
+
+async def test_the_console_sends_a_visitor_without_a_session_to_sign_in(
+    visitor: httpx.AsyncClient,
+) -> None:
+    page = await visitor.get("/admin")
+    assert page.status_code == 303
+    assert page.headers["location"] == "/signin?next=/admin"
