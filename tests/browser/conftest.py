@@ -38,6 +38,12 @@ def chromium_path() -> str:
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _chromium_first() -> None:
+    """Look for Chromium before any platform is started, so its absence is reported at once."""
+    chromium_path()
+
+
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
     return {
