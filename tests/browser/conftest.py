@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.backends import require_real_backends
 
@@ -44,11 +45,22 @@ def _chromium_first() -> None:
     chromium_path()
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    return {
-        **browser_type_launch_args,
-        "executable_path": chromium_path(),
-        "args": CHROMIUM_FLAGS,
-        "headless": True,
-    }
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One Chromium per module, stopped with the module: Playwright's sync API runs its own
+    event loop, which must be gone before any asyncio test of the session runs (so not the
+    session-scoped browser of pytest-playwright)."""
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=chromium_path(), args=CHROMIUM_FLAGS, headless=True
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh context (no cookies) per test."""
+    context = browser.new_context()
+    yield context.new_page()
+    context.close()
