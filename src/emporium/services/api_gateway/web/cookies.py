@@ -58,8 +58,9 @@ def csrf_token(request: Request) -> str:
     existing = request.cookies.get(CSRF, "")
     if len(existing) >= 32:
         return existing
-    token: str = request.state.__dict__.setdefault("csrf", secrets.token_urlsafe(32))
-    return token
+    if not hasattr(request.state, "csrf"):  # one new token per request, not one per form
+        request.state.csrf = secrets.token_urlsafe(32)
+    return str(request.state.csrf)
 
 
 def ensure_csrf(request: Request, response: Response) -> None:
