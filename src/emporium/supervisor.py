@@ -188,6 +188,7 @@ def where_table(children: list[Child]) -> str:
             f"{c.info.name:<16}{grpc_addr:<18}"
             f"{'http://127.0.0.1:' + str(http_port(c.info)):<34}{c.log_path}"
         )
+    rows.append(f"Shop: http://127.0.0.1:{http_port(GATEWAY)}/  (open it in a browser)")
     rows.append(
         f"REST API: http://127.0.0.1:{http_port(GATEWAY)}/api/v1/health  "
         f"(OpenAPI: /openapi.json)  — Ctrl-C stops everything"

@@ -39,6 +39,7 @@ from emporium.services.api_gateway.ratelimit import (
     RateLimits,
     TokenBucketLimiter,
 )
+from emporium.services.api_gateway.web.app import WebFirst, create_web
 
 ROUTERS = (
     health.router,
@@ -186,8 +187,22 @@ def _exact_bounds(node: Any) -> None:
 async def build(settings: ServiceSettings) -> ServiceApp:
     targets = {b.name: grpc_target(b.name) for b in BACKENDS}
     api = create_api(targets, RateLimits.from_env(os.environ), TrustedProxies.from_env(os.environ))
+    # The storefront calls this very process's public API over loopback (docs/web.md).
+    web = create_web(f"http://{loopback(settings.host)}:{settings.http_port}")
 
     async def close() -> None:
+        await web.state.close()
         await close_api(api)
 
-    return ServiceApp(name=settings.name, settings=settings, http_app=api, on_stop=[close])
+    return ServiceApp(
+        name=settings.name, settings=settings, http_app=WebFirst(api, web), on_stop=[close]
+    )
+
+
+def loopback(host: str) -> str:
+    """Where this process's own HTTP port is reached from inside it."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
