@@ -22,6 +22,8 @@ need_apt() {
   # The observability tests: promtool (rules), amtool and a real Alertmanager (routing).
   command -v promtool >/dev/null || missing+=(prometheus)
   { command -v amtool && command -v prometheus-alertmanager; } >/dev/null || missing+=(prometheus-alertmanager)
+  # The browser tests (tests/browser) drive Debian's Chromium; Playwright cannot download one.
+  command -v chromium >/dev/null || missing+=(chromium)
   if ((${#missing[@]})); then
     log "installing ${missing[*]} from Debian"
     if [ "$(id -u)" = 0 ]; then
