@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -66,7 +67,16 @@ def prepare(run_dir: Path, prom_port: int, am_port: int) -> tuple[list[str], lis
     return prom_cmd, am_cmd
 
 
+def _stop(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    # Explicit handlers: a process started in the background by a non-interactive shell
+    # inherits SIGINT as ignored, and Python then never raises KeyboardInterrupt (Ctrl-C or
+    # a supervisor's SIGINT would leave both servers running).
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     data_dir = Path(os.environ.get("EMPORIUM_DATA_DIR") or "var")
     run_dir = data_dir / "observe"
     prom_port = int(os.environ.get("EMPORIUM_PROMETHEUS_PORT", "9090"))
