@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import platform
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -78,3 +80,24 @@ def platform_running(
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
+
+
+async def search_lag_seconds(
+    client: httpx.AsyncClient, admin: dict[str, str], poll: float = 0.02
+) -> tuple[str, float]:
+    """A product created now (as the admin): its unique word, and the seconds until search
+    finds it."""
+    word = uuid.uuid4().hex[:10]
+    body = {
+        "sku": f"LAG-{word}",
+        "name": f"Lagprobe {word}",
+        "description": "probe",
+        "category": "probe",
+        "price_minor": 100,
+        "currency": "USD",
+    }
+    began = time.perf_counter()
+    (await client.post("/api/v1/products", json=body, headers=admin)).raise_for_status()
+    while not (await client.get("/api/v1/search", params={"q": word})).json()["items"]:
+        await asyncio.sleep(poll)
+    return word, time.perf_counter() - began

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import machine, percentile, platform_running
+from _util import machine, percentile, platform_running, search_lag_seconds
 
 ADMIN_PASSWORD = "bench-admin-password-0123"
 # p99 objectives from the seed's SLO table, per endpoint family (milliseconds).
@@ -124,20 +124,7 @@ async def catch_up_seconds(client: httpx.AsyncClient, password: str) -> dict[str
         "/api/v1/auth/login", json={"email": "admin@emporium.local", "password": password}
     )
     admin = {"Authorization": f"Bearer {login.json()['access_token']}"}
-    word = uuid.uuid4().hex[:10]
-    body = {
-        "sku": f"LAG-{word}",
-        "name": f"Lagprobe {word}",
-        "description": "probe",
-        "category": "probe",
-        "price_minor": 100,
-        "currency": "USD",
-    }
-    began = time.perf_counter()
-    (await client.post("/api/v1/products", json=body, headers=admin)).raise_for_status()
-    while not (await client.get("/api/v1/search", params={"q": word})).json()["items"]:
-        await asyncio.sleep(0.02)
-    search_lag = time.perf_counter() - began
+    word, search_lag = await search_lag_seconds(client, admin)
     email, secret = f"lag-{word}@example.com", "lag probe password"
     began = time.perf_counter()
     await client.post(

@@ -52,7 +52,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prometheus_client.parser import text_string_to_metric_families
 
-from _util import machine, percentile, platform_running
+from _util import machine, percentile, platform_running, search_lag_seconds
 from emporium.chassis.catalog import SERVICES
 from floor import measure as measure_floor
 
@@ -389,24 +389,6 @@ async def prepare(gateway: str, password: str, shoppers: int) -> Fixture:
     return Fixture(gateway, products, categories, signed_in)
 
 
-async def search_lag_ms(client: httpx.AsyncClient, admin: dict[str, str]) -> float:
-    """A new product, created now: how long until search finds it."""
-    word = uuid.uuid4().hex[:10]
-    body = {
-        "sku": f"LAG-{word}",
-        "name": f"Lagprobe {word}",
-        "description": "probe",
-        "category": "probe",
-        "price_minor": 100,
-        "currency": "USD",
-    }
-    began = time.perf_counter()
-    (await client.post("/api/v1/products", json=body, headers=admin)).raise_for_status()
-    while not (await client.get("/api/v1/search", params={"q": word})).json()["items"]:
-        await asyncio.sleep(0.05)
-    return (time.perf_counter() - began) * 1000
-
-
 async def receipt_lag_ms(client: httpx.AsyncClient, fx: Fixture) -> tuple[float, float]:
     """One probe order: (ms until PAID, ms until its payment receipt is listed)."""
     _, token = fx.shoppers[0]
@@ -448,7 +430,8 @@ async def probe_views(fx: Fixture, password: str, seconds: float) -> dict[str, l
         await asyncio.sleep(min(WARMUP_SECONDS, seconds / 4))
         while time.monotonic() < end - 2:
             try:
-                lags["search: new product found"].append(await search_lag_ms(client, admin))
+                _, seconds_to_find = await search_lag_seconds(client, admin, poll=0.05)
+                lags["search: new product found"].append(seconds_to_find * 1000)
                 paid, receipt = await receipt_lag_ms(client, fx)
                 lags[PROBE_ORDERS].append(paid)
                 lags["notification: placed to receipt listed"].append(receipt)
