@@ -4,6 +4,7 @@ real servers are found (and why a skip is a failure in CI)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,3 +17,22 @@ def _no_service_identity_leaks_between_tests() -> Iterator[None]:
     it to the next one, whose servers and channels would then check or send proofs."""
     yield
     service_auth.install(None)
+
+
+DEPLOY_TESTS = Path(__file__).parent / "deploy"
+# The deployment tests' tools (helm, conftest, a Kubernetes control plane) are built from the
+# Go module proxy; on a fresh machine CI builds them in the background while the other tests
+# run, and the first deployment test waits for that build: allow it the time.
+DEPLOY_TEST_TIMEOUT_S = 1800
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the deployment tests last (their tools may still be building) with a timeout
+    that covers waiting for that build; every other test keeps its order."""
+    deploy = [item for item in items if DEPLOY_TESTS in Path(str(item.path)).parents]
+    if not deploy:
+        return
+    for item in deploy:
+        item.add_marker(pytest.mark.timeout(DEPLOY_TEST_TIMEOUT_S))
+    rest = [item for item in items if item not in deploy]
+    items[:] = rest + deploy
