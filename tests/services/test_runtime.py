@@ -109,6 +109,9 @@ async def test_serves_follows_checks_and_stops_gracefully(settings):
         assert (await http.get("/healthz")).json()["checks"] == {"database": "ok"}
         ready["database"] = False
         assert (await http.get("/healthz")).status_code == 503
+        # Liveness ignores dependencies: a database outage must not restart the pod.
+        livez = await http.get("/livez")
+        assert (livez.status_code, livez.json()["status"]) == (200, "ok")
 
         async def not_serving() -> bool:
             return not await check_health(target, timeout=0.5)

@@ -326,8 +326,12 @@ async def run_checks(app: ServiceApp) -> tuple[bool, dict[str, str]]:
 
 
 def http_app(app: ServiceApp) -> Any:
-    """The process's ASGI app: `/metrics` and `/healthz` first, then the service's own routes,
-    wrapped in request-id/tracing and HTTP metrics middleware."""
+    """The process's ASGI app: `/metrics`, `/healthz` and `/livez` first, then the service's
+    own routes, wrapped in request-id/tracing and HTTP metrics middleware.
+
+    `/healthz` is readiness (its dependencies answer: take the pod out of the load balancer
+    while they do not); `/livez` only says the event loop serves requests, so a database
+    outage never makes Kubernetes restart every replica at once."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
@@ -345,17 +349,26 @@ def http_app(app: ServiceApp) -> Any:
         body = {"status": "ok" if ok else "fail", "service": app.name, "checks": checks}
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    inner: Any = Starlette(routes=[Route("/metrics", metrics), Route("/healthz", healthz)])
+    async def livez(_: Request) -> Response:
+        return JSONResponse({"status": "ok", "service": app.name})
+
+    inner: Any = Starlette(
+        routes=[
+            Route("/metrics", metrics),
+            Route("/healthz", healthz),
+            Route("/livez", livez),
+        ]
+    )
     if app.http_app is not None:
         inner = RuntimePathsFirst(inner, app.http_app)
     return TracingMiddleware(HttpMetricsMiddleware(inner, app.name), app.name)
 
 
-RUNTIME_PATHS = frozenset({"/metrics", "/healthz"})
+RUNTIME_PATHS = frozenset({"/metrics", "/healthz", "/livez"})
 
 
 class RuntimePathsFirst:
-    """`/metrics` and `/healthz` go to the runtime's routes, every other request to the
+    """`/metrics`, `/healthz` and `/livez` go to the runtime's routes, every other request to the
     service's own app, whatever its path. (Not a `Mount("/")`: its `.*` does not match a
     percent-encoded newline, so such a path got a bare `text/plain` 404 that never reached
     the service's own error handling.)"""
