@@ -1,0 +1,314 @@
+"""The Helm chart agrees with the code it deploys: the catalog's ports and names, the
+variables `load_settings` reads, the topics the event contracts name, the deadlines the
+clients use, the SLO table, the metric names, and the seed's communication edges.
+
+A schema cannot state these (tests/deploy/test_manifests.py validates the shapes and
+deploy/policy the seed's rules); a rename on either side fails here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from emporium.chassis import metrics
+from emporium.chassis.catalog import BACKENDS, SERVICES, service
+from emporium.chassis.config import load_settings
+from emporium.chassis.events.consumer import dead_letter_topic
+from emporium.chassis.rpc import jwks
+from emporium.contracts.events import (
+    inventory_low,
+    order_completed,
+    order_created,
+    product_updated,
+    user_registered,
+)
+from emporium.observability.slo import SLOS
+from emporium.services.api_gateway import auth as gateway_auth
+from emporium.services.api_gateway import backends as gateway_backends
+from emporium.services.order import clients as order_clients
+from tests.deploy.render import ENVIRONMENTS, NAMESPACE, find, of_kind, render
+
+# The seed's synchronous edges (DESIGN.md) plus the one every backend has with auth for its
+# token keys (GetJwks, documented in docs/deploy.md).
+SEED_EDGES = {
+    "api-gateway": {b.name.replace("_", "-") for b in BACKENDS},
+    "order": {"payment", "inventory", "product", "auth"},
+    "user": {"auth"},
+}
+TOKEN_KEY_CALLERS = {b.name for b in BACKENDS} - {"auth", "order", "user"}
+
+# A placeholder per store kind: what a Secret holds, to check the services accept it.
+SECRET_URLS = {
+    "DATABASE": "postgresql+asyncpg://u:p@db.internal:5432/x",
+    "KV": "rediss://:p@redis.internal:6379/0",
+    "DOCUMENTS": "mongodb+srv://u:p@mongo.internal/notification",
+    "SEARCH": "https://u:p@search.internal:443",
+    "OLAP": "clickhouses://u:p@olap.internal:8443/analytics",
+}
+
+
+def k8s_name(catalog_name: str) -> str:
+    return catalog_name.replace("_", "-")
+
+
+def workload(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    found = [d for d in of_kind(docs, "Deployment", "Rollout") if d["metadata"]["name"] == name]
+    assert len(found) == 1, f"{name}: {len(found)} workloads"
+    return found[0]
+
+
+def container(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    spec = workload(docs, name)["spec"]["template"]["spec"]
+    assert len(spec["containers"]) == 1
+    return spec["containers"][0]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_catalog_service_runs_with_its_ports_and_command(env: str) -> None:
+    docs = render(env)
+    names = {d["metadata"]["name"] for d in of_kind(docs, "Deployment", "Rollout")}
+    assert names == {k8s_name(s.name) for s in SERVICES}
+    for info in SERVICES:
+        c = container(docs, k8s_name(info.name))
+        assert c["args"] == ["run", info.name]
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        expected = {"http": info.http_port} | ({"grpc": info.grpc_port} if info.grpc_port else {})
+        assert ports == expected, info.name
+        svc = find(docs, "Service", k8s_name(info.name))
+        assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == expected
+
+
+def pod_environ(docs: list[dict[str, Any]], name: str) -> dict[str, str]:
+    """The environment a pod of `name` starts with: the ConfigMap, literal values, and a
+    placeholder for each secret reference (checked to exist in production elsewhere)."""
+    config = find(docs, "ConfigMap", "emporium-config")["data"]
+    c = container(docs, name)
+    assert [s["configMapRef"]["name"] for s in c["envFrom"]] == ["emporium-config"]
+    environ = dict(config)
+    for var in c["env"]:
+        if "value" in var:
+            environ[var["name"]] = var["value"]
+        else:
+            kind = var["name"].rsplit("_", 2)[-2]
+            environ[var["name"]] = SECRET_URLS[kind]
+    return environ
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_the_services_accept_the_configuration_the_chart_gives_them(env: str) -> None:
+    """Each pod's variables load with the service's own settings loader and point at the
+    production adapters: no store falls back to an embedded file inside a pod."""
+    docs = render(env)
+    for info in SERVICES:
+        settings = load_settings(info.name, pod_environ(docs, k8s_name(info.name)))
+        assert settings.host == "0.0.0.0"
+        assert settings.bus_url.startswith("kafka://")
+        assert settings.outbox_relay == ("builtin" if env == "dev" else "off")
+    wanted = {
+        "user": ("database_url", "postgresql+asyncpg://"),
+        "order": ("database_url", "postgresql+asyncpg://"),
+        "inventory": ("kv_url", "rediss://"),
+        "notification": ("documents_url", "mongodb+srv://"),
+        "search": ("search_url", "https://"),
+        "analytics": ("olap_url", "clickhouses://"),
+        "auth": ("kv_url", "rediss://"),
+        "cdn": ("blob_url", "s3://"),
+    }
+    for name, (field, prefix) in wanted.items():
+        value = getattr(load_settings(name, pod_environ(docs, name)), field)
+        assert value.startswith(prefix), (name, field, value)
+
+
+def test_backends_are_reached_by_their_kubernetes_service() -> None:
+    docs = render("production")
+    config = find(docs, "ConfigMap", "emporium-config")["data"]
+    for info in BACKENDS:
+        target = config[f"{info.env_prefix}GRPC_TARGET"]
+        host, port = target.split(":")
+        svc = find(docs, "Service", host)
+        assert int(port) in {p["port"] for p in svc["spec"]["ports"]}
+        assert (host, int(port)) == (k8s_name(info.name), info.grpc_port)
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_kafka_topics_are_the_contracts_topics_and_their_dead_letters(env: str) -> None:
+    docs = render(env)
+    topics = {t["spec"]["topicName"]: t["spec"] for t in of_kind(docs, "KafkaTopic")}
+    contract = {
+        m.TOPIC
+        for m in (order_created, order_completed, user_registered, product_updated, inventory_low)
+    }
+    assert set(topics) == contract | {dead_letter_topic(t) for t in contract}
+    for spec in topics.values():
+        assert spec["replicas"] == 3
+        assert spec["config"]["min.insync.replicas"] == 2
+    kafka = find(docs, "Kafka", "emporium")
+    assert kafka["spec"]["kafka"]["rack"]["topologyKey"] == "topology.kubernetes.io/zone"
+    pools = {p["metadata"]["name"]: p["spec"] for p in of_kind(docs, "KafkaNodePool")}
+    assert {n: (p["roles"], p["replicas"]) for n, p in pools.items()} == {
+        "brokers": (["broker"], 3),
+        "controllers": (["controller"], 3),
+    }
+
+
+def longest_deadlines() -> dict[str, float]:
+    """The longest deadline any caller's code gives each backend's RPCs."""
+    longest: dict[str, float] = {}
+
+    def seen(callee: str, seconds: float) -> None:
+        longest[callee] = max(longest.get(callee, 0.0), seconds)
+
+    for policy in gateway_backends.POLICIES.values():
+        seen(policy.service, policy.default_timeout)
+    seen("order", gateway_backends.PLACE_ORDER_TIMEOUT_SECONDS)
+    seen("cdn", gateway_backends.UPLOAD_TIMEOUT_SECONDS)
+    seen("auth", gateway_auth.PASSWORD_CALL_TIMEOUT_SECONDS)
+    for callee in ("payment", "inventory", "product"):
+        seen(callee, order_clients.DEFAULT_TIMEOUT_SECONDS)
+    seen("payment", order_clients.DEFAULT_CHARGE_TIMEOUT_SECONDS)
+    seen("auth", max(jwks.JWKS_TIMEOUT_SECONDS, jwks.VALIDATE_TIMEOUT_SECONDS))
+    return longest
+
+
+def seconds(duration: str) -> float:
+    assert duration.endswith("s"), duration
+    return float(duration[:-1])
+
+
+def test_mesh_timeouts_are_the_clients_deadlines_and_the_mesh_never_retries() -> None:
+    """Envoy must neither cut a call the code still waits for nor wait longer than it, and
+    must not retry: the code retries idempotent methods only (PlaceOrder is not blindly
+    retried), so a mesh retry would repeat what the code decided not to."""
+    docs = render("production")
+    deadlines = longest_deadlines()
+    for info in BACKENDS:
+        vs = find(docs, "VirtualService", k8s_name(info.name))
+        (route,) = vs["spec"]["http"]
+        assert route["retries"] == {"attempts": 0}
+        assert seconds(route["timeout"]) == deadlines[info.name], info.name
+    public = find(docs, "VirtualService", "emporium-public")
+    api = next(r for r in public["spec"]["http"] if r["name"] == "api")
+    assert seconds(api["timeout"]) > max(deadlines.values())
+    assert api["retries"] == {"attempts": 0}
+
+
+def test_release_analysis_measures_the_seed_slo_with_exported_metrics() -> None:
+    docs = render("production")
+    exported = {
+        "grpc": (metrics.RPC_REQUESTS._name, metrics.RPC_LATENCY._name),
+        "http": (metrics.HTTP_REQUESTS._name, metrics.HTTP_LATENCY._name),
+    }
+    for slo in SLOS:
+        name = k8s_name(slo.service)
+        if name == "search":
+            continue  # rolling: the SLO is watched by alerts, not a release analysis
+        strategy = workload(docs, name)["spec"]["strategy"]
+        step = (
+            strategy.get("canary", {}).get("analysis")
+            or strategy["blueGreen"]["prePromotionAnalysis"]
+        )
+        args = {a["name"]: a.get("value") for a in step["args"]}
+        assert args["service"] == slo.service
+        assert float(args["p99-seconds"]) == slo.p99_seconds
+        assert float(args["max-error-ratio"]) == slo.max_error_ratio
+        (template,) = step["templates"]
+        assert template["templateName"] == f"emporium-slo-{slo.protocol}"
+        analysis = find(docs, "AnalysisTemplate", template["templateName"])
+        queries = [m["provider"]["prometheus"]["query"] for m in analysis["spec"]["metrics"]]
+        requests, latency = exported[slo.protocol]
+        # prometheus_client names a counter without `_total`; the series carries it.
+        assert any(f"{requests}_total{{" in q for q in queries), queries
+        assert any(f"{latency}_bucket{{" in q for q in queries), queries
+        assert all("rollouts_pod_template_hash" in q for q in queries)
+
+
+def principals(policy: dict[str, Any]) -> dict[str, set[str]]:
+    """caller service account -> the paths it may call ('*' for all)."""
+    allowed: dict[str, set[str]] = {}
+    prefix = f"cluster.local/ns/{NAMESPACE}/sa/"
+    for rule in policy["spec"]["rules"]:
+        paths = set(rule["to"][0]["operation"].get("paths", ["*"]))
+        for source in rule["from"]:
+            for p in source["source"]["principals"]:
+                who = p.removeprefix(prefix) if p.startswith(prefix) else "ingress"
+                allowed.setdefault(who, set()).update(paths)
+    return allowed
+
+
+def test_mesh_and_network_policies_allow_exactly_the_seed_edges() -> None:
+    docs = render("production")
+    assert find(docs, "PeerAuthentication", "default")["spec"]["mtls"]["mode"] == "STRICT"
+    for info in BACKENDS:
+        name = k8s_name(info.name)
+        callers = {c for c, callees in SEED_EDGES.items() if name in callees}
+        if name == "auth":
+            callers |= {k8s_name(c) for c in TOKEN_KEY_CALLERS}
+        allowed = principals(find(docs, "AuthorizationPolicy", name))
+        expected = callers | ({"ingress"} if name == "cdn" else set())
+        assert set(allowed) == expected, name
+        if name == "auth":
+            for caller in TOKEN_KEY_CALLERS:
+                assert allowed[k8s_name(caller)] == {"/emporium.auth.v1.AuthService/GetJwks"}
+            assert allowed["api-gateway"] == allowed["user"] == {"*"}
+        policy = find(docs, "NetworkPolicy", name)
+        peers = {
+            peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+            for rule in policy["spec"]["ingress"]
+            for peer in rule["from"]
+            if "podSelector" in peer and "namespaceSelector" not in peer
+        }
+        assert peers == callers, name
+    gateway = principals(find(docs, "AuthorizationPolicy", "api-gateway"))
+    assert set(gateway) == {"ingress"}
+
+
+def test_production_secrets_all_come_from_external_secrets() -> None:
+    """Every Secret a production pod or the migration Job reads is made by an ExternalSecret
+    (none is rendered with a value, and none is left for someone to create by hand)."""
+    docs = render("production")
+    assert not of_kind(docs, "Secret")
+    made = {d["spec"]["target"]["name"] for d in of_kind(docs, "ExternalSecret")}
+    wanted: set[str] = set()
+    for pod in of_kind(docs, "Deployment", "Rollout", "Job"):
+        spec = pod["spec"]["template"]["spec"]
+        for c in spec["containers"]:
+            wanted |= {
+                v["valueFrom"]["secretKeyRef"]["name"]
+                for v in c.get("env", [])
+                if "secretKeyRef" in v.get("valueFrom", {})
+            }
+        wanted |= {v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
+    assert wanted
+    assert wanted <= made, sorted(wanted - made)
+
+
+def test_migrations_run_before_install_and_upgrade_for_every_relational_service() -> None:
+    docs = render("production")
+    job = find(docs, "Job", "emporium-migrate")
+    hooks = set(job["metadata"]["annotations"]["helm.sh/hook"].split(","))
+    assert hooks == {"pre-install", "pre-upgrade"}
+    (c,) = job["spec"]["template"]["spec"]["containers"]
+    assert c["args"] == ["migrate"]
+    relational = {"user", "order", "product", "payment", "inventory", "auth"}
+    assert {v["name"] for v in c["env"] if v["name"].endswith("_DATABASE_URL")} == {
+        f"{service(n).env_prefix}DATABASE_URL" for n in relational
+    }
+
+
+def test_cdc_mode_switches_the_relays_off_and_tails_every_outbox() -> None:
+    builtin = render("production", "cdc.mode=builtin")
+    assert not of_kind(builtin, "KafkaConnect", "KafkaConnector")
+    assert find(builtin, "ConfigMap", "emporium-config")["data"]["EMPORIUM_OUTBOX_RELAY"] == (
+        "builtin"
+    )
+    docs = render("production")
+    assert find(docs, "ConfigMap", "emporium-config")["data"]["EMPORIUM_OUTBOX_RELAY"] == "off"
+    connectors = {c["metadata"]["name"]: c["spec"] for c in of_kind(docs, "KafkaConnector")}
+    producers = {"user", "order", "product", "payment", "inventory"}
+    assert set(connectors) == {f"outbox-{p}" for p in producers}
+    for spec in connectors.values():
+        assert spec["tasksMax"] == 1  # one slot reader: per-key order
+        assert spec["config"]["transforms.outbox.type"].endswith("outbox.EventRouter")
+        for key in ("database.user", "database.password", "database.hostname"):
+            assert spec["config"][key].startswith("${secrets:"), key
