@@ -9,7 +9,7 @@ UV_VERSION := 0.13.8
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 PYTEST_ARGS ?=
 
-.PHONY: up observe test venv lint typecheck imports proto proto-check asyncapi check bench clean
+.PHONY: up observe test venv lint typecheck imports proto proto-check asyncapi check bench clean deploy-check
 
 $(BIN)/uv:
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -35,6 +35,12 @@ test: venv check
 	$(BIN)/pytest -rA $(PYTEST_ARGS)
 
 check: lint typecheck imports proto-check
+
+## The deployment checks CI runs (docs/deploy.md): helm lint/template/package, the chart
+## against the code, kubeconform, conftest policies, a real control plane with kwok nodes.
+## Their tools build once from the Go module proxy (.ci/deploy-tools.sh, cached).
+deploy-check: venv
+	$(BIN)/pytest -rA tests/deploy $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check src tests bench scripts

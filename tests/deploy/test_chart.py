@@ -7,9 +7,12 @@ deploy/policy the seed's rules); a rename on either side fails here."""
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from emporium.chassis import metrics
 from emporium.chassis.catalog import BACKENDS, SERVICES, service
@@ -27,7 +30,17 @@ from emporium.observability.slo import SLOS
 from emporium.services.api_gateway import auth as gateway_auth
 from emporium.services.api_gateway import backends as gateway_backends
 from emporium.services.order import clients as order_clients
-from tests.deploy.render import ENVIRONMENTS, NAMESPACE, find, of_kind, render
+from tests.deploy.render import (
+    CHART,
+    ENVIRONMENTS,
+    NAMESPACE,
+    ROOT,
+    find,
+    helm,
+    of_kind,
+    render,
+    values_file,
+)
 
 # The seed's synchronous edges (DESIGN.md) plus the one every backend has with auth for its
 # token keys (GetJwks, documented in docs/deploy.md).
@@ -312,3 +325,28 @@ def test_cdc_mode_switches_the_relays_off_and_tails_every_outbox() -> None:
         assert spec["config"]["transforms.outbox.type"].endswith("outbox.EventRouter")
         for key in ("database.user", "database.password", "database.hostname"):
             assert spec["config"][key].startswith("${secrets:"), key
+
+
+def test_chart_packages_into_a_repository_index(tmp_path: Path) -> None:
+    """What the central chart repository serves: the packaged chart and an index naming it
+    with its digest (Argo CD's Applications pull `emporium` at the chart's version)."""
+    helm("package", str(CHART), "-d", str(tmp_path))
+    helm("repo", "index", str(tmp_path), "--url", "https://charts.emporium.example.com")
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    package = tmp_path / f"emporium-{chart['version']}.tgz"
+    assert package.is_file()
+    index = yaml.safe_load((tmp_path / "index.yaml").read_text())
+    (entry,) = index["entries"]["emporium"]
+    assert entry["version"] == chart["version"]
+    assert entry["digest"] == hashlib.sha256(package.read_bytes()).hexdigest()
+    assert entry["urls"] == [f"https://charts.emporium.example.com/{package.name}"]
+    appset = yaml.safe_load((ROOT / "deploy" / "argocd" / "applicationset.yaml").read_text())
+    (chart_source,) = [s for s in appset["spec"]["template"]["spec"]["sources"] if "chart" in s]
+    assert chart_source["targetRevision"] == chart["version"]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_helm_lint_is_clean_for_every_environment(env: str) -> None:
+    """`helm lint --strict`: warnings fail too."""
+    out = helm("lint", "--strict", str(CHART), "-f", str(values_file(env)))
+    assert "1 chart(s) linted, 0 chart(s) failed" in out
