@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from emporium.chassis.errors import DomainError, ErrorCode
-from emporium.chassis.metrics import DB_COMMITS
+from emporium.chassis.metrics import DB_COMMITS, DB_POOL_IN_USE, DB_POOL_SIZE
 
 T = TypeVar("T")
 
@@ -92,6 +92,13 @@ class Database:
             # Commits per request are a cost the load benchmark multiplies out (bench/load.py).
             commits = DB_COMMITS.labels(service)
             event.listen(self.engine.sync_engine, "commit", lambda _conn: commits.inc())
+            # Read at scrape time: a pool that stays full means requests queue for it.
+            # (A queue pool has both; an in-memory SQLite's static pool has neither.)
+            pool = self.engine.sync_engine.pool
+            in_use, size = getattr(pool, "checkedout", None), getattr(pool, "size", None)
+            if callable(in_use) and callable(size):
+                DB_POOL_IN_USE.labels(service).set_function(lambda: float(in_use()))
+                DB_POOL_SIZE.labels(service).set_function(lambda: float(size()))
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.sessions)

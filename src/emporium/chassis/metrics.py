@@ -80,6 +80,23 @@ CIRCUIT_STATE = Gauge(
     ["service", "target"],
 )
 
+DB_POOL_IN_USE = Gauge(
+    "emporium_db_pool_connections_in_use",
+    "Relational connections checked out of the pool (SQLite: open sessions).",
+    ["service"],
+)
+DB_POOL_SIZE = Gauge(
+    "emporium_db_pool_size",
+    "Connections the pool keeps (its size; overflow connections come on top).",
+    ["service"],
+)
+EVENT_LOOP_LAG = Histogram(
+    "emporium_event_loop_lag_seconds",
+    "How late the event loop ran a timer: time spent in blocking code instead of serving.",
+    ["service"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
 
 def render_metrics() -> tuple[bytes, str]:
     """The text exposition of the default registry and its content type."""

@@ -27,6 +27,7 @@ import uvicorn
 from emporium.chassis.backoff import Backoff
 from emporium.chassis.catalog import service
 from emporium.chassis.config import ConfigError, ServiceSettings, load_settings
+from emporium.chassis.metrics import EVENT_LOOP_LAG
 from emporium.chassis.rpc import service_auth
 from emporium.chassis.rpc.acl import CallerTable
 from emporium.chassis.rpc.service_auth import load_identity
@@ -204,6 +205,9 @@ class _Runner:
             )
         if self.health is not None:
             self.tasks.append(asyncio.create_task(self._watch_health(), name="health"))
+        self.tasks.append(
+            asyncio.create_task(watch_loop_lag(self.app.name, self.stop), name="loop-lag")
+        )
         while self.http_server is not None and not self.http_server.started:
             if self.tasks[0].done():  # the port could not be bound
                 self.tasks[0].result()
@@ -284,6 +288,24 @@ def declared_callers(app: ServiceApp) -> list[CallerTable]:
 async def _maybe_await(value: Any) -> None:
     if asyncio.iscoroutine(value):
         await value
+
+
+# How often the event-loop lag probe runs (4 timers a second cost nothing measurable).
+LOOP_LAG_INTERVAL_S = 0.25
+
+
+async def watch_loop_lag(
+    service: str, stop: StopSignal, interval: float = LOOP_LAG_INTERVAL_S
+) -> None:
+    """Observe how late the loop runs a timer: the time a request would have waited behind
+    blocking or CPU-bound code in this process (the dashboards' event-loop lag panel)."""
+    lag = EVENT_LOOP_LAG.labels(service)
+    loop = asyncio.get_running_loop()
+    while True:
+        started = loop.time()
+        if await stop.wait(interval):
+            return
+        lag.observe(max(0.0, loop.time() - started - interval))
 
 
 async def _supervised(task: BackgroundTask, stop: StopSignal) -> None:
