@@ -22,7 +22,7 @@ async def test_loop_lag_records_the_time_blocking_code_held_the_loop() -> None:
     stop = StopSignal()
     probe = asyncio.create_task(watch_loop_lag("lagtest", stop, interval=0.05))
     await asyncio.sleep(0.12)
-    time.sleep(0.3)  # blocking code in an async process: exactly what the probe must see
+    time.sleep(0.3)  # noqa: ASYNC251 - the blocking code the probe must see
     await asyncio.sleep(0.12)
     stop.set()
     await asyncio.wait_for(probe, 2)
