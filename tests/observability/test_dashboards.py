@@ -1,0 +1,149 @@
+"""Every panel of every generated dashboard asks a real Prometheus for something that
+exists: Prometheus (Debian's package) scrapes a running platform (started as `make up`
+does) with the generated rules, a shopper buys something, and each panel query must return
+at least one series. A renamed metric or label, or a recording rule the dashboards expect
+but `rules` no longer makes, fails here."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from PIL import Image
+
+from emporium.observability import dashboards, local
+from tests.e2e.platform import GATEWAY, running_platform, wait_healthy
+from tests.observability.test_inhibition import _free_port
+from tests.observability.tools import tool
+
+ADMIN_EMAIL = "admin@emporium.local"
+ADMIN_PASSWORD = "dashboards-admin-pw-1"
+# Scrapes and rule evaluations every second, so rates over a few seconds have samples.
+FAST = "1s"
+WINDOW = "20s"
+
+
+@pytest.fixture(scope="module")
+def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tool("prometheus")
+    tmp = tmp_path_factory.mktemp("dashboards")
+    env = {"EMPORIUM_ADMIN_PASSWORD": ADMIN_PASSWORD, "EMPORIUM_GATEWAY_RATE_LIMIT": "1000"}
+    with running_platform(tmp, env, demo=True) as platform:
+        wait_healthy()
+        port = _free_port()
+        prom_cmd, _ = local.prepare(tmp / "observe", port, _free_port())
+        config_file = tmp / "observe" / "prometheus.yml"
+        config: dict[str, Any] = yaml.safe_load(config_file.read_text())
+        config["global"]["scrape_interval"] = FAST
+        config["global"]["evaluation_interval"] = FAST
+        config_file.write_text(yaml.safe_dump(config))
+        log = (tmp / "prometheus.log").open("wb")
+        prom = subprocess.Popen(prom_cmd, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(100):
+                try:
+                    if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
+            shop(platform.data_dir)
+            time.sleep(8)  # several scrapes and rule evaluations after the traffic
+            yield url
+        except BaseException:
+            print(platform.log())
+            print((tmp / "prometheus.log").read_text(errors="replace")[-5000:])
+            raise
+        finally:
+            prom.terminate()
+            prom.wait(timeout=20)
+
+
+def shop(_data_dir: Path) -> None:
+    """Some of everything: browse, search, sign up, order with a card that pays."""
+    client = httpx.Client(base_url=GATEWAY, timeout=20.0)
+    products = client.get("/api/v1/products").json()["items"]
+    assert products
+    client.get("/api/v1/search", params={"q": "shirt"})
+    email, password = f"dash-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery"
+    assert client.post(
+        "/api/v1/auth/register", json={"email": email, "password": password, "name": "Dash"}
+    ).status_code in (200, 201)
+    tokens = client.post("/api/v1/auth/login", json={"email": email, "password": password}).json()
+    auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+    for product in products[:3]:
+        client.get(f"/api/v1/products/{product['id']}")
+    client.get("/api/v1/recommendations", headers=auth)
+    order = client.post(
+        "/api/v1/orders",
+        headers={**auth, "Idempotency-Key": uuid.uuid4().hex},
+        json={
+            "items": [{"product_id": products[0]["id"], "quantity": 1}],
+            "shipping_address": {
+                "line1": "1 Test Street",
+                "city": "Seoul",
+                "postal_code": "04524",
+                "country": "KR",
+            },
+            "payment_token": "tok_visa",
+        },
+    )
+    assert order.status_code in (201, 202), order.text
+    order_id = order.json()["id"]
+    for _ in range(100):
+        status = client.get(f"/api/v1/orders/{order_id}", headers=auth).json()["status"]
+        if status != "PENDING":
+            break
+        time.sleep(0.2)
+    assert status == "PAID"
+    client.get("/api/v1/notifications", headers=auth)
+    client.get(f"/api/v1/inventory/{products[0]['sku']}")
+    # The administrator's side: an image (cdn) and the reports (analytics).
+    admin_tokens = client.post(
+        "/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+    ).json()
+    admin = {"Authorization": f"Bearer {admin_tokens['access_token']}"}
+    image = io.BytesIO()
+    Image.new("RGB", (64, 48), (30, 140, 90)).save(image, format="PNG")
+    uploaded = client.post(
+        f"/api/v1/products/{products[0]['id']}/images",
+        files={"file": ("p.png", image.getvalue(), "image/png")},
+        headers=admin,
+    )
+    assert uploaded.status_code in (200, 201), uploaded.text
+    for report in ("sales", "top-products", "low-stock"):
+        assert client.get(f"/api/v1/analytics/{report}", headers=admin).status_code == 200
+
+
+def instant(url: str, expr: str) -> list[dict[str, Any]]:
+    answer = httpx.get(f"{url}/api/v1/query", params={"query": expr}, timeout=10).json()
+    assert answer["status"] == "success", (expr, answer)
+    result: list[dict[str, Any]] = answer["data"]["result"]
+    return result
+
+
+@pytest.mark.parametrize("name", sorted(dashboards.dashboards()))
+def test_every_panel_query_returns_series(prometheus_url: str, name: str) -> None:
+    document = dashboards.dashboards()[name]
+    empty = []
+    for title, expr in dashboards.queries(document):
+        if not instant(prometheus_url, expr.replace(dashboards.RATE, WINDOW)):
+            empty.append(f"{title}: {expr}")
+    assert not empty, "\n".join(empty)
+
+
+def test_the_committed_dashboards_are_the_generated_ones() -> None:
+    root = Path(__file__).resolve().parents[2] / "deploy" / "observability"
+    for path, content in dashboards.files().items():
+        assert (root / path).read_text() == content, (
+            f"stale {path}: run `emporium observability generate`"
+        )
