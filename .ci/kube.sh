@@ -187,6 +187,8 @@ start_all() {
     --config "$here/kwok/stages.yaml" --server-address 127.0.0.1:10247
   nodes_yaml | kubectl --kubeconfig "$kubeconfig" apply -f - >/dev/null || fail "creating the nodes"
   wait_for 60 "six Ready nodes" nodes_ready
+  # The controller-manager is working once it made the default namespace's ServiceAccount.
+  wait_for 60 kube-controller-manager kubectl --kubeconfig "$kubeconfig" get serviceaccount default
   local p
   for p in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
     kill -0 "$(cat "$work/$p.pid")" 2>/dev/null || fail "$p exited"
