@@ -151,12 +151,15 @@ def deployments(cluster: Cluster) -> list[dict[str, Any]]:
     return cluster.get("deployments", "-n", NAMESPACE, "-l", "app.kubernetes.io/part-of=emporium")
 
 
-def all_ready(cluster: Cluster) -> bool:
-    return all(
-        d["status"].get("readyReplicas", 0) == d["spec"]["replicas"]
-        and d["status"].get("updatedReplicas", 0) == d["spec"]["replicas"]
+def all_ready(cluster: Cluster) -> list[str] | bool:
+    """True when every Deployment is fully rolled out; else the names of those that are not."""
+    pending = [
+        d["metadata"]["name"]
         for d in deployments(cluster)
-    )
+        if d["status"].get("readyReplicas", 0) != d["spec"]["replicas"]
+        or d["status"].get("updatedReplicas", 0) != d["spec"]["replicas"]
+    ]
+    return not pending or False
 
 
 def node_zones(cluster: Cluster) -> dict[str, str]:
