@@ -2,13 +2,15 @@
 
 `.ci/kube.sh` starts etcd, kube-apiserver, kube-scheduler and kube-controller-manager (built from
 the Go module proxy) on loopback, with kwok playing six nodes in three zones. The CRDs of Argo
-Rollouts, Argo CD, Istio 1.20, Strimzi and the Prometheus operator are installed (`.ci/deploy-crds.sh`),
+Rollouts, Argo CD, Istio 1.20, Strimzi and the Prometheus operator are installed
+(`.ci/deploy-crds.sh`),
 then `helm install` of the production values: the API server validates every object (custom
 resources against their CRD schemas too), the real scheduler places every replica under the chart's
 spread constraints, PodDisruptionBudgets refuse evictions that would breach them, and `helm upgrade`
 with a new image tag rolls a Deployment without ever going below its replicas.
 
-A missing tool fails these tests (never skips): CI must prove this, not hope for it. No Argo Rollouts
+A missing tool fails these tests (never skips): CI must prove this, not hope for it. No Argo
+Rollouts
 controller runs here, so the three Rollouts (order, payment, api-gateway) are checked as accepted
 objects; every Deployment's pods are checked as scheduled.
 """
@@ -50,11 +52,15 @@ class Cluster:
         config = yaml.safe_load(self.kubeconfig.read_text())
         self.server = config["clusters"][0]["cluster"]["server"]
         user = config["users"][0]["user"]
-        self.ssl = ssl.create_default_context(cafile=config["clusters"][0]["cluster"]["certificate-authority"])
+        self.ssl = ssl.create_default_context(
+            cafile=config["clusters"][0]["cluster"]["certificate-authority"]
+        )
         self.ssl.load_cert_chain(user["client-certificate"], user["client-key"])
 
     def run(self, *args: str, timeout: float = 300) -> str:
-        out = subprocess.run(args, capture_output=True, text=True, env=self.env, timeout=timeout, check=False)
+        out = subprocess.run(
+            args, capture_output=True, text=True, env=self.env, timeout=timeout, check=False
+        )
         if out.returncode != 0:
             raise AssertionError(f"{' '.join(args[:3])} failed:\n{out.stderr[-4000:]}")
         return out.stdout
@@ -69,11 +75,16 @@ class Cluster:
         items: list[dict[str, Any]] = json.loads(self.kubectl("get", *args, "-o", "json"))["items"]
         return items
 
-    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    def api(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> tuple[int, dict[str, Any]]:
         """One raw API request; returns the HTTP status and the decoded body."""
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(
-            self.server + path, data=data, method=method, headers={"Content-Type": "application/json"}
+            self.server + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
         )
         try:
             with urllib.request.urlopen(req, context=self.ssl, timeout=30) as resp:
@@ -107,7 +118,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         print(f"control plane up in {time.monotonic() - t0:.1f} s")
         yield Cluster(work)
     finally:
-        subprocess.run([str(KUBE_SH), "stop"], capture_output=True, env=env, timeout=120, check=False)
+        subprocess.run(
+            [str(KUBE_SH), "stop"], capture_output=True, env=env, timeout=120, check=False
+        )
 
 
 def chart_for(cluster: Cluster) -> Path:
@@ -123,14 +136,20 @@ def chart_for(cluster: Cluster) -> Path:
     if not copy.exists():
         shutil.copytree(CHART, copy)
         meta = copy / "Chart.yaml"
-        meta.write_text("".join(ln for ln in meta.read_text().splitlines(True) if not ln.startswith("kubeVersion:")))
+        meta.write_text(
+            "".join(
+                ln for ln in meta.read_text().splitlines(True) if not ln.startswith("kubeVersion:")
+            )
+        )
     return copy
 
 
 @pytest.fixture(scope="module")
 def release(cluster: Cluster) -> list[dict[str, Any]]:
     """CRDs installed, then the production release; returns the objects helm applied."""
-    out = subprocess.run([str(CRDS_SH), "files"], capture_output=True, text=True, timeout=1800, check=False)
+    out = subprocess.run(
+        [str(CRDS_SH), "files"], capture_output=True, text=True, timeout=1800, check=False
+    )
     assert out.returncode == 0, f"CRDs unavailable:\n{out.stderr[-4000:]}"
     files = out.stdout.split()
     groups = {Path(f).parent.name.rsplit("-", 1)[0] for f in files}
@@ -163,25 +182,39 @@ def all_ready(cluster: Cluster) -> list[str] | bool:
 
 
 def node_zones(cluster: Cluster) -> dict[str, str]:
-    return {n["metadata"]["name"]: n["metadata"]["labels"]["topology.kubernetes.io/zone"] for n in cluster.get("nodes")}
+    return {
+        n["metadata"]["name"]: n["metadata"]["labels"]["topology.kubernetes.io/zone"]
+        for n in cluster.get("nodes")
+    }
 
 
 def test_api_server_accepts_every_object(cluster: Cluster, release: list[dict[str, Any]]) -> None:
-    """Every object of the release exists on the server (custom resources validated by their CRDs)."""
+    """Every object of the release exists on the server (custom resources checked by their CRDs)."""
     assert len(release) > 50
     kinds = {d["kind"] for d in release}
-    assert {"Rollout", "Deployment", "PodDisruptionBudget", "Kafka", "KafkaTopic", "PeerAuthentication"} <= kinds
+    assert {
+        "Rollout",
+        "Deployment",
+        "PodDisruptionBudget",
+        "Kafka",
+        "KafkaTopic",
+        "PeerAuthentication",
+    } <= kinds
     for doc in release:
         group = doc["apiVersion"].split("/")[0] if "/" in doc["apiVersion"] else ""
         resource = f"{doc['kind'].lower()}.{group}" if group else doc["kind"].lower()
         ns = doc["metadata"].get("namespace", NAMESPACE)
-        got = json.loads(cluster.kubectl("get", resource, doc["metadata"]["name"], "-n", ns, "-o", "json"))
+        got = json.loads(
+            cluster.kubectl("get", resource, doc["metadata"]["name"], "-n", ns, "-o", "json")
+        )
         assert got["metadata"]["uid"], doc["metadata"]["name"]
     rollouts = {r["metadata"]["name"] for r in cluster.get("rollouts.argoproj.io", "-n", NAMESPACE)}
     assert rollouts == {"order", "payment", "api-gateway"}
 
 
-def test_every_replica_scheduled_across_zones(cluster: Cluster, release: list[dict[str, Any]]) -> None:
+def test_every_replica_scheduled_across_zones(
+    cluster: Cluster, release: list[dict[str, Any]]
+) -> None:
     """All Deployment replicas are Running/Ready on the fake nodes; no zone skew above 1."""
     wait_until("every Deployment ready", lambda: all_ready(cluster))
     zones = node_zones(cluster)
@@ -203,15 +236,19 @@ def test_every_replica_scheduled_across_zones(cluster: Cluster, release: list[di
 
 
 def test_helm_upgrade_rolls_a_deployment(cluster: Cluster, release: list[dict[str, Any]]) -> None:
-    """A new image tag makes a new ReplicaSet whose pods carry it, never fewer available than replicas."""
+    """A new image tag makes a new ReplicaSet whose pods carry it; availability never drops."""
     wait_until("every Deployment ready", lambda: all_ready(cluster))
     name = "user"
     before = json.loads(cluster.kubectl("get", "deployment", name, "-n", NAMESPACE, "-o", "json"))
     replicas = before["spec"]["replicas"]
     assert before["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
-    old_rs = {r["metadata"]["name"] for r in cluster.get("rs", "-n", NAMESPACE, "-l", f"app.kubernetes.io/name={name}")}
+    old_rs = {
+        r["metadata"]["name"]
+        for r in cluster.get("rs", "-n", NAMESPACE, "-l", f"app.kubernetes.io/name={name}")
+    }
     cluster.helm(
-        "upgrade", "emporium", str(chart_for(cluster)), "-n", NAMESPACE, "-f", str(values_file("production")),
+        "upgrade", "emporium", str(chart_for(cluster)), "-n", NAMESPACE,
+        "-f", str(values_file("production")),
         *SET_ARGS, "--set", "global.image.tag=9.9.9-ci", "--timeout", "180s",
     )  # fmt: skip
     min_available = replicas
@@ -234,11 +271,13 @@ def test_helm_upgrade_rolls_a_deployment(cluster: Cluster, release: list[dict[st
         r for r in cluster.get("rs", "-n", NAMESPACE, "-l", f"app.kubernetes.io/name={name}")
         if r["metadata"]["name"] not in old_rs
     ]  # fmt: skip
-    assert len(new_rs) == 1 and new_rs[0]["spec"]["replicas"] == replicas
+    assert len(new_rs) == 1
+    assert new_rs[0]["spec"]["replicas"] == replicas
     pods = cluster.get("pods", "-n", NAMESPACE, "-l", f"app.kubernetes.io/name={name}")
     live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
     images = {c["image"] for p in live for c in p["spec"]["containers"]}
-    assert images and all(i.endswith(":9.9.9-ci") for i in images), images
+    assert images
+    assert all(i.endswith(":9.9.9-ci") for i in images), images
     wait_until("every Deployment ready", lambda: all_ready(cluster))
 
 
@@ -255,7 +294,11 @@ def drain_zone(cluster: Cluster, zone: str) -> tuple[list[str], list[str]]:
         status, body = cluster.api(
             "POST",
             f"/api/v1/namespaces/{NAMESPACE}/pods/{name}/eviction",
-            {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": NAMESPACE}},
+            {
+                "apiVersion": "policy/v1",
+                "kind": "Eviction",
+                "metadata": {"name": name, "namespace": NAMESPACE},
+            },
         )
         app = pod["metadata"]["labels"]["app.kubernetes.io/name"]
         if status == 429:
@@ -272,7 +315,9 @@ def assert_no_pdb_breached(cluster: Cluster) -> None:
         assert st["currentHealthy"] >= st["desiredHealthy"], (pdb["metadata"]["name"], st)
 
 
-def test_draining_zones_is_refused_where_pdbs_would_break(cluster: Cluster, release: list[dict[str, Any]]) -> None:
+def test_draining_zones_is_refused_where_pdbs_would_break(
+    cluster: Cluster, release: list[dict[str, Any]]
+) -> None:
     """Drain zone a, then zone b while a is still out: the PDBs refuse (429) what would breach them.
 
     With zone a cordoned the zone spread (DoNotSchedule) keeps the replacements Pending, so each
