@@ -70,7 +70,8 @@ current-context: emporium-ci
 EOF
 }
 
-# Background children of a non-interactive shell ignore SIGINT, so stop uses SIGTERM.
+# kwok renews each node's Lease (node-heartbeat-with-lease only refreshes conditions every ~10 min),
+# so the node lifecycle controller keeps the nodes Ready. Background children of a non-interactive shell ignore SIGINT, so stop uses SIGTERM.
 spawn() {  # name command...
   local name=$1
   shift
@@ -184,9 +185,11 @@ start_all() {
     --authentication-kubeconfig "$kubeconfig" --authorization-kubeconfig "$kubeconfig" \
     --bind-address 127.0.0.1 --cert-dir "$work/scheduler-certs" --leader-elect=false
   spawn kwok "$kwok" --kubeconfig "$kubeconfig" --manage-all-nodes=true \
-    --config "$here/kwok/stages.yaml" --server-address 127.0.0.1:10247
+    --config "$here/kwok/stages.yaml" --server-address 127.0.0.1:10247 --node-lease-duration-seconds 40
   nodes_yaml | kubectl --kubeconfig "$kubeconfig" apply -f - >/dev/null || fail "creating the nodes"
   wait_for 60 "six Ready nodes" nodes_ready
+  # The controller-manager is working once it made the default namespace's ServiceAccount.
+  wait_for 60 kube-controller-manager kubectl --kubeconfig "$kubeconfig" get serviceaccount default
   local p
   for p in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
     kill -0 "$(cat "$work/$p.pid")" 2>/dev/null || fail "$p exited"
