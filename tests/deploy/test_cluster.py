@@ -2,8 +2,8 @@
 
 `.ci/kube.sh` starts etcd, kube-apiserver, kube-scheduler and kube-controller-manager (built from
 the Go module proxy) on loopback, with kwok playing six nodes in three zones. The CRDs of Argo
-Rollouts, Argo CD, Istio 1.20, Strimzi and the Prometheus operator are installed
-(`.ci/deploy-crds.sh`),
+Rollouts, Argo CD, Istio 1.20, Strimzi, the Prometheus operator and External Secrets are
+installed (the files `.ci/deploy-schemas.sh` also turns into kubeconform schemas),
 then `helm install` of the production values: the API server validates every object (custom
 resources against their CRD schemas too), the real scheduler places every replica under the chart's
 spread constraints, PodDisruptionBudgets refuse evictions that would breach them, and `helm upgrade`
@@ -22,6 +22,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -36,7 +37,7 @@ import yaml
 from tests.deploy.render import CHART, NAMESPACE, ROOT, tool, values_file
 
 KUBE_SH = ROOT / ".ci" / "kube.sh"
-CRDS_SH = ROOT / ".ci" / "deploy-crds.sh"
+SCHEMAS_SH = ROOT / ".ci" / "deploy-schemas.sh"
 ZONES = ("ap-northeast-2a", "ap-northeast-2b", "ap-northeast-2c")
 # No External Secrets operator (nor its CRDs) here: the release references existing Secrets.
 SET_ARGS = ("--set", "secrets.provider=existing")
@@ -148,12 +149,17 @@ def chart_for(cluster: Cluster) -> Path:
 def release(cluster: Cluster) -> list[dict[str, Any]]:
     """CRDs installed, then the production release; returns the objects helm applied."""
     out = subprocess.run(
-        [str(CRDS_SH), "files"], capture_output=True, text=True, timeout=1800, check=False
+        [str(SCHEMAS_SH)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+        env={**os.environ, "PYTHON": sys.executable},
     )
     assert out.returncode == 0, f"CRDs unavailable:\n{out.stderr[-4000:]}"
-    files = out.stdout.split()
-    groups = {Path(f).parent.name.rsplit("-", 1)[0] for f in files}
-    assert {"argo-rollouts", "argo-cd", "istio", "strimzi", "prometheus-operator"} <= groups, groups
+    files = sorted(str(f) for f in (Path(out.stdout.split()[-1]) / "crds").glob("*.yaml"))
+    groups = {Path(f).name.split("-")[0].removesuffix(".yaml") for f in files}
+    assert {"argo", "argocd", "istio", "strimzi", "prometheus", "external"} <= groups, groups
     for f in files:
         cluster.kubectl("apply", "--server-side", "-f", f)
     cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
