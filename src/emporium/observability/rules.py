@@ -78,9 +78,13 @@ def sli_error_ratio(slo: SLO, sli: str, window: str) -> str:
             f'code=~"{"|".join(GRPC_SERVER_FAULTS)}"',
         )
     if sli == "errors":
+        # A labelled counter is born at its first increment: until a service has failed once
+        # there is no bad series, and the ratio would be absent instead of 0 (no budget left
+        # recorded, `emporium slo` blank); `or 0 * all` makes it 0 wherever requests flow.
+        everything = _rate(requests, _selector(slo), window)
         return (
-            f"{_rate(requests, _selector(slo, bad), window)}\n"
-            f"/\n{_rate(requests, _selector(slo), window)}"
+            f"(\n  {_rate(requests, _selector(slo, bad), window)}\n  or\n  0 * {everything}\n)"
+            f"\n/\n{everything}"
         )
     fast = _selector(slo, f'le="{slo.p99_seconds}"')
     return (
@@ -110,23 +114,28 @@ def recording_rules(slo: SLO) -> list[Rule]:
                 "labels": {"service": slo.service, "sli": sli},
             }
         )
+    for window in ("5m", "1h"):
+        rules.append(
+            {
+                "record": f"{P99}{window}",
+                "expr": latency_p99(slo, window),
+                "labels": {"service": slo.service},
+            }
+        )
+    return rules
+
+
+def latency_p99(slo: SLO, window: str) -> str:
+    """The SLO's p99 latency in seconds over `window`, from its RED histogram."""
     histogram = (
         "emporium_http_request_duration_seconds"
         if slo.protocol == "http"
         else "emporium_rpc_duration_seconds"
     )
-    for window in ("5m", "1h"):
-        rules.append(
-            {
-                "record": f"{P99}{window}",
-                "expr": (
-                    "histogram_quantile(0.99, sum by (service, le) "
-                    f"(rate({histogram}_bucket{_selector(slo)}[{window}])))"
-                ),
-                "labels": {"service": slo.service},
-            }
-        )
-    return rules
+    return (
+        "histogram_quantile(0.99, sum by (service, le) "
+        f"(rate({histogram}_bucket{_selector(slo)}[{window}])))"
+    )
 
 
 def _burn(slo: SLO, sli: str, pair: BurnRateAlert) -> str:
