@@ -1,5 +1,7 @@
 """N concurrent shoppers browse, search and buy through the gateway; prints checkouts/s and
-p50/p95/p99 per endpoint next to the seed's SLOs. Asserts nothing.
+p50/p95/p99 per endpoint next to the seed's SLOs. Asserts nothing. With `--prometheus URL` (a
+Prometheus scraping the platform, `make observe`) it also prints `emporium slo`'s table over the
+run's own window.
 
     python bench/checkout.py [--start] [--shoppers 8] [--seconds 30]
 
@@ -23,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from emporium.observability import report
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import machine, percentile, platform_running, search_lag_seconds
@@ -146,7 +150,8 @@ def slo_for(label: str) -> float:
     return float("nan")
 
 
-async def main_async(args: argparse.Namespace) -> None:
+async def main_async(args: argparse.Namespace) -> float:
+    """Run the shoppers and print their numbers; the run's seconds."""
     limits = httpx.Limits(max_connections=args.shoppers * 2)
     async with httpx.AsyncClient(base_url=args.gateway, limits=limits, timeout=30) as client:
         products = await seed_catalog(client, args.admin_password)
@@ -200,6 +205,15 @@ async def main_async(args: argparse.Namespace) -> None:
             }
         )
     )
+    return elapsed
+
+
+def slo_table(prometheus: str, elapsed: float, scrape_seconds: float) -> None:
+    """The SLO table over this run: wait for Prometheus to scrape the run's last requests
+    (two scrape intervals), then measure over the run."""
+    time.sleep(2 * scrape_seconds)
+    window = f"{int(elapsed + 2 * scrape_seconds) + 1}s"
+    print(report.format_table(report.measure(prometheus, window), window))
 
 
 def main() -> None:
@@ -209,12 +223,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--start", action="store_true", help="start the platform first")
     parser.add_argument(
+        "--prometheus", default=None, help="a Prometheus scraping the platform: print the SLOs"
+    )
+    parser.add_argument(
+        "--scrape-seconds", type=float, default=15.0, help="its scrape interval (default 15)"
+    )
+    parser.add_argument(
         "--admin-password", default=os.environ.get("EMPORIUM_ADMIN_PASSWORD", ADMIN_PASSWORD)
     )
     args = parser.parse_args()
     print(f"# checkout benchmark on {machine()}: {args.shoppers} shoppers, {args.seconds:.0f}s")
     with platform_running(args.gateway, args.start, args.admin_password):
-        asyncio.run(main_async(args))
+        elapsed = asyncio.run(main_async(args))
+        if args.prometheus:
+            slo_table(args.prometheus, elapsed, args.scrape_seconds)
 
 
 if __name__ == "__main__":

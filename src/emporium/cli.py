@@ -1,6 +1,7 @@
 """The `emporium` command: `up` (the whole platform), `run <service>` (one process),
 `migrate [service ...]` (apply Alembic migrations), `sagas list|retry|cancel` (operators),
-`observability generate [--check]` (Prometheus rules, Alertmanager config)."""
+`observability generate [--check]` (Prometheus rules, Alertmanager config), `slo [--prometheus URL]
+[--window 1h]` (the SLO table as Prometheus measures it)."""
 
 from __future__ import annotations
 
@@ -63,11 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     from emporium.observability import generate
 
     generate.add_parser(sub)
+    from emporium.observability import report
+
+    report.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "sagas":
         return operator.main(args)
     if args.command == "observability":
         return generate.main(args)
+    if args.command == "slo":
+        return report.main(args)
 
     if args.command == "run" and args.service.replace("-", "_") == PAYMENT_SANDBOX.name:
         from emporium.sandbox.payments.app import run_sandbox

@@ -9,6 +9,7 @@ carries the `service` label the scrape configuration gives each target (observab
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from emporium.observability.slo import (
@@ -78,9 +79,13 @@ def sli_error_ratio(slo: SLO, sli: str, window: str) -> str:
             f'code=~"{"|".join(GRPC_SERVER_FAULTS)}"',
         )
     if sli == "errors":
+        # A labelled counter is born at its first increment: until a service has failed once
+        # there is no bad series, and the ratio would be absent instead of 0 (no budget left
+        # recorded, `emporium slo` blank); `or 0 * all` makes it 0 wherever requests flow.
+        everything = _rate(requests, _selector(slo), window)
         return (
-            f"{_rate(requests, _selector(slo, bad), window)}\n"
-            f"/\n{_rate(requests, _selector(slo), window)}"
+            f"(\n  {_rate(requests, _selector(slo, bad), window)}\n  or\n  0 * {everything}\n)"
+            f"\n/\n{everything}"
         )
     fast = _selector(slo, f'le="{slo.p99_seconds}"')
     return (
@@ -110,23 +115,28 @@ def recording_rules(slo: SLO) -> list[Rule]:
                 "labels": {"service": slo.service, "sli": sli},
             }
         )
+    for window in ("5m", "1h"):
+        rules.append(
+            {
+                "record": f"{P99}{window}",
+                "expr": latency_p99(slo, window),
+                "labels": {"service": slo.service},
+            }
+        )
+    return rules
+
+
+def latency_p99(slo: SLO, window: str) -> str:
+    """The SLO's p99 latency in seconds over `window`, from its RED histogram."""
     histogram = (
         "emporium_http_request_duration_seconds"
         if slo.protocol == "http"
         else "emporium_rpc_duration_seconds"
     )
-    for window in ("5m", "1h"):
-        rules.append(
-            {
-                "record": f"{P99}{window}",
-                "expr": (
-                    "histogram_quantile(0.99, sum by (service, le) "
-                    f"(rate({histogram}_bucket{_selector(slo)}[{window}])))"
-                ),
-                "labels": {"service": slo.service},
-            }
-        )
-    return rules
+    return (
+        "histogram_quantile(0.99, sum by (service, le) "
+        f"(rate({histogram}_bucket{_selector(slo)}[{window}])))"
+    )
 
 
 def _burn(slo: SLO, sli: str, pair: BurnRateAlert) -> str:
@@ -247,8 +257,43 @@ def platform_rules() -> list[Rule]:
     ]
 
 
-def rule_files() -> dict[str, dict[str, Any]]:
-    """File name under prometheus/rules/ -> its rule groups."""
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(\[|offset )(\d+)([smhd])\b")
+
+
+def _shrink(duration: str, time_scale: float) -> str:
+    match = re.fullmatch(r"(\d+)([smhd])", duration)
+    if match is None:
+        raise ValueError(f"not a simple duration: {duration}")
+    seconds = int(match[1]) * _SECONDS[match[2]] / time_scale
+    return f"{max(1, round(seconds)) if seconds else 0}s"
+
+
+def _scaled(rule: Rule, time_scale: float) -> Rule:
+    """The rule with every range, offset and `for:` divided by `time_scale` (rule names, as
+    `slo:sli_error:ratio_rate1h`, keep their nominal window)."""
+    out = dict(rule)
+    out["expr"] = _DURATION.sub(
+        lambda m: m[1] + _shrink(m[2] + m[3], time_scale), str(rule["expr"])
+    )
+    if "for" in rule:
+        out["for"] = _shrink(str(rule["for"]), time_scale)
+    return out
+
+
+def rule_files(time_scale: float = 1.0) -> dict[str, dict[str, Any]]:
+    """File name under prometheus/rules/ -> its rule groups. `time_scale` > 1 shrinks every
+    window and `for:` by that factor (the end-to-end alert test: 3600 turns 1h into 1s)."""
+    if time_scale != 1.0:
+        return {
+            name: {
+                "groups": [
+                    {**group, "rules": [_scaled(rule, time_scale) for rule in group["rules"]]}
+                    for group in document["groups"]
+                ]
+            }
+            for name, document in rule_files().items()
+        }
     return {
         "slo.yml": {
             # One group per service, records first: a group evaluates its rules in order, so
