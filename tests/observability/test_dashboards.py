@@ -71,8 +71,19 @@ def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def shop(_data_dir: Path) -> None:
     """Some of everything: browse, search, sign up, order with a card that pays."""
     client = httpx.Client(base_url=GATEWAY, timeout=20.0)
-    products = client.get("/api/v1/products").json()["items"]
-    assert products
+    # The demo catalog loads after the platform turns healthy: wait for it.
+    products: list[dict[str, Any]] = []
+    for _ in range(300):
+        products = client.get("/api/v1/products").json()["items"]
+        if products:
+            break
+        time.sleep(0.2)
+    assert products, "the demo catalog never appeared"
+    for _ in range(300):  # and its stock after it
+        stock = client.get(f"/api/v1/inventory/{products[0]['sku']}")
+        if stock.status_code == 200 and stock.json().get("available", 0) > 0:
+            break
+        time.sleep(0.2)
     client.get("/api/v1/search", params={"q": "shirt"})
     email, password = f"dash-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery"
     assert client.post(
