@@ -7,68 +7,51 @@ but `rules` no longer makes, fails here."""
 from __future__ import annotations
 
 import io
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 from PIL import Image
 
-from emporium.observability import dashboards, local
+from emporium.observability import dashboards, prometheus
 from tests.e2e.platform import GATEWAY, running_platform, wait_healthy
 from tests.observability.test_inhibition import _free_port
-from tests.observability.tools import tool
+from tests.observability.tools import ROOT as OBSERVABILITY
+from tests.observability.tools import running_prometheus
 
 ADMIN_EMAIL = "admin@emporium.local"
 ADMIN_PASSWORD = "dashboards-admin-pw-1"
 # Scrapes and rule evaluations every second, so rates over a few seconds have samples.
 FAST = "1s"
 WINDOW = "20s"
+RULES = OBSERVABILITY / "prometheus" / "rules"
 
 
 @pytest.fixture(scope="module")
 def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tool("prometheus")
     tmp = tmp_path_factory.mktemp("dashboards")
     env = {"EMPORIUM_ADMIN_PASSWORD": ADMIN_PASSWORD, "EMPORIUM_GATEWAY_RATE_LIMIT": "1000"}
+    config = prometheus.config()
+    config["global"]["scrape_interval"] = FAST
+    config["global"]["evaluation_interval"] = FAST
+    config["rule_files"] = [str(RULES / "*.yml")]
     with running_platform(tmp, env, demo=True) as platform:
         wait_healthy()
-        port = _free_port()
-        prom_cmd, _ = local.prepare(tmp / "observe", port, _free_port())
-        config_file = tmp / "observe" / "prometheus.yml"
-        config: dict[str, Any] = yaml.safe_load(config_file.read_text())
-        config["global"]["scrape_interval"] = FAST
-        config["global"]["evaluation_interval"] = FAST
-        config_file.write_text(yaml.safe_dump(config))
-        log = (tmp / "prometheus.log").open("wb")
-        prom = subprocess.Popen(prom_cmd, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(100):
-                try:
-                    if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
-            shop(platform.data_dir)
-            time.sleep(8)  # several scrapes and rule evaluations after the traffic
-            yield url
+            with running_prometheus(tmp / "prometheus", config, _free_port()) as url:
+                shop()
+                time.sleep(8)  # several scrapes and rule evaluations after the traffic
+                yield url
         except BaseException:
             print(platform.log())
-            print((tmp / "prometheus.log").read_text(errors="replace")[-5000:])
+            print((tmp / "prometheus" / "prometheus.log").read_text(errors="replace")[-5000:])
             raise
-        finally:
-            prom.terminate()
-            prom.wait(timeout=20)
 
 
-def shop(_data_dir: Path) -> None:
+def shop() -> None:
     """Some of everything: browse, search, sign up, order with a card that pays."""
     client = httpx.Client(base_url=GATEWAY, timeout=20.0)
     # The demo catalog loads after the platform turns healthy: wait for it.
@@ -150,11 +133,3 @@ def test_every_panel_query_returns_series(prometheus_url: str, name: str) -> Non
         if not instant(prometheus_url, expr.replace(dashboards.RATE, WINDOW)):
             empty.append(f"{title}: {expr}")
     assert not empty, "\n".join(empty)
-
-
-def test_the_committed_dashboards_are_the_generated_ones() -> None:
-    root = Path(__file__).resolve().parents[2] / "deploy" / "observability"
-    for path, content in dashboards.files().items():
-        assert (root / path).read_text() == content, (
-            f"stale {path}: run `emporium observability generate`"
-        )
