@@ -31,6 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -72,7 +73,7 @@ PAGERDUTY_PATH = "/v2/enqueue"
 PAGERDUTY_SEVERITIES = {"critical", "error", "warning", "info"}
 T = TypeVar("T")
 
-pytestmark = pytest.mark.timeout(300)  # the platform's start included
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]  # the platform's start included
 
 
 @dataclass
@@ -385,7 +386,10 @@ def _outage_pages_tickets_and_resolves(observed: Observed) -> None:
     victim = place_order(shoppers.client, shoppers.auth, shoppers.products[0]["id"])
     assert victim.status_code in (201, 202), victim.text
     victim_id = victim.json()["id"]
-    eventually(lambda: True if victim_id in parked(platform) else None, "the saga parked")
+    eventually(
+        lambda: instant(observed.prometheus, "emporium_sagas_parked_total > 0") or None,
+        "Prometheus seeing a saga parked",
+    )
     progress("the victim's saga parked")
     # Then its token checks fail too: every new order fails (payment, order, gateway).
     fault("token")
@@ -429,9 +433,12 @@ def _outage_pages_tickets_and_resolves(observed: Observed) -> None:
     assert _first(pagerduty, 0, _resolve_of(trigger)) is None, pagerduty
     assert _slack_titled(slack, 0, "[RESOLVED] SagasParked order") is None, slack
     assert httpx.delete(f"{SANDBOX}/v1/sandbox/faults", timeout=10).status_code == 204
-    for order_id in parked(platform):
-        assert order_id in sagas(platform, "retry", order_id)
-    progress("faults cleared, parked sagas retried")
+    stuck = parked(platform)
+    assert victim_id in stuck
+    with ThreadPoolExecutor(4) as pool:
+        retried = list(pool.map(lambda order_id: sagas(platform, "retry", order_id), stuck))
+    assert all(order_id in out for order_id, out in zip(stuck, retried, strict=True)), retried
+    progress(f"faults cleared, {len(stuck)} parked saga(s) retried")
     resolve = eventually(
         lambda: _first(receiver.events()[0], len(pagerduty), _resolve_of(trigger)),
         "the PagerDuty resolve of the same incident",
