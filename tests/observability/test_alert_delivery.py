@@ -192,6 +192,15 @@ class Shoppers:
                     )
             self.stop.wait(0.25)
 
+    def best_stocked(self) -> dict[str, Any]:
+        """The product with the most units left (the shopper keeps buying them all)."""
+
+        def available(product: dict[str, Any]) -> int:
+            stock = self.client.get(f"/api/v1/inventory/{product['sku']}")
+            return int(stock.json().get("available", 0)) if stock.status_code == 200 else 0
+
+        return max(self.products, key=available)
+
     def answered_since(self, start: int) -> list[int]:
         return self.answers[start:]
 
@@ -383,7 +392,7 @@ def _outage_pages_tickets_and_resolves(observed: Observed) -> None:
     shoppers.ordering.clear()
     fault("charge")
     fault("void")
-    victim = place_order(shoppers.client, shoppers.auth, shoppers.products[0]["id"])
+    victim = place_order(shoppers.client, shoppers.auth, shoppers.best_stocked()["id"])
     assert victim.status_code in (201, 202), victim.text
     victim_id = victim.json()["id"]
     eventually(
