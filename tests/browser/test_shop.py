@@ -65,6 +65,9 @@ def test_a_declined_card_says_so_and_releases_the_stock(
     check_out(page, "Card that is declined")
     expect(page.get_by_test_id("order-status")).to_have_text("CANCELLED", timeout=30_000)
     expect(page.get_by_role("alert")).to_have_text(re.compile("declined", re.IGNORECASE))
+    expect(page.get_by_test_id("cart-count")).to_have_text("0")
+    page.get_by_role("button", name="Put these items back in the cart").click()
+    expect(page.get_by_test_id("cart-count")).to_have_text("2")
     page.goto(f"{GATEWAY}/products/{product['id']}")
     released = page.get_by_text("Only 3 left")  # the 2 reserved for the order came back
     reload_until(page, lambda: released.count() > 0, "the declined order kept its stock")

@@ -77,7 +77,9 @@ async def reports(api: ApiSession, times: dict[str, str], granularity: str) -> d
     return {
         "sales": report,
         "currency": currency,
-        "sales_chart": charts.columns(series, lambda v: money(v, currency)),
+        "sales_chart": charts.columns(
+            series, lambda v: money(v, currency), lambda v: f"{v // 100} {currency}"
+        ),
         "series": series,
         "top_chart": charts.rows(top_rows),
         "top_rows": top_rows,

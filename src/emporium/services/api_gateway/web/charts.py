@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 WIDTH = 640
 ROW_HEIGHT = 28
 COLUMN_HEIGHT = 240
-LEFT = 56  # room for the value axis of a column chart
+LEFT = 88  # room for the value axis of a column chart
+TOP = 12  # room above a column chart's highest tick label
 LABEL_WIDTH = 200  # room for the row labels of a bar chart
+VALUE_WIDTH = 140  # room after a row's bar for its value
 MAX_X_LABELS = 6
 
 
@@ -37,6 +39,7 @@ class Chart:
     bars: list[Bar]
     ticks: list[tuple[float, str]] = field(default_factory=list)  # (y, text) value axis
     labels: list[tuple[float, str]] = field(default_factory=list)  # (x, text) under columns
+    axis_x: float = LEFT  # where the value axis of a column chart is
 
 
 def nice_ceiling(value: float) -> float:
@@ -48,9 +51,13 @@ def nice_ceiling(value: float) -> float:
 
 
 def columns(
-    points: list[tuple[str, int]], text: Callable[[int], str] = str, height: int = COLUMN_HEIGHT
+    points: list[tuple[str, int]],
+    text: Callable[[int], str] = str,
+    tick: Callable[[int], str] | None = None,
+    height: int = COLUMN_HEIGHT,
 ) -> Chart:
-    """Vertical bars over time: one per point, the value axis from 0 to a round maximum."""
+    """Vertical bars over time: one per point, the value axis from 0 to a round maximum
+    (`text` is a bar's value as words, `tick` the axis's shorter one)."""
     top = nice_ceiling(max((v for _, v in points), default=0))
     plot_width = WIDTH - LEFT
     slot = plot_width / max(len(points), 1)
@@ -58,18 +65,19 @@ def columns(
     bars = []
     for i, (label, value) in enumerate(points):
         h = height * value / top
-        bars.append(Bar(LEFT + i * slot + gap / 2, height - h, slot - gap, h, label, text(value)))
-    ticks = [(height - height * f, text(round(top * f))) for f in (0, 0.5, 1)]
+        x = LEFT + i * slot + gap / 2
+        bars.append(Bar(x, TOP + height - h, slot - gap, h, label, text(value)))
+    ticks = [(TOP + height - height * f, (tick or text)(round(top * f))) for f in (0, 0.5, 1)]
     every = max(1, math.ceil(len(points) / MAX_X_LABELS))
     labels = [(b.x + b.width / 2, b.label) for b in bars[::every]]
-    return Chart(WIDTH, height + 24, bars, ticks, labels)
+    return Chart(WIDTH, TOP + height + 24, bars, ticks, labels)
 
 
 def rows(points: list[tuple[str, int, str]], marks: list[int] | None = None) -> Chart:
     """Horizontal bars, one row per (label, value, text); `marks` draws a line per row at
     that value (the low-stock threshold)."""
     top = nice_ceiling(max([v for _, v, _ in points] + (marks or []), default=0))
-    plot_width = WIDTH - LABEL_WIDTH - 80
+    plot_width = WIDTH - LABEL_WIDTH - VALUE_WIDTH
     bars = []
     for i, (label, value, text) in enumerate(points):
         mark = None
