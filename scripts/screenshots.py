@@ -23,6 +23,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -113,12 +114,13 @@ def prepare(client: httpx.Client, password: str) -> dict[str, str]:
     return {"product": items[0]["id"], "other": items[1]["id"], "password": password}
 
 
-def shoot(page: Page, name: str, path: str | None = None) -> None:
+def shoot(page: Page, name: str, path: str | None = None, whole: bool = False) -> None:
+    """The viewport (or the `whole` page) as docs/screenshots/<name>.png."""
     if path is not None:
         page.goto(f"{GATEWAY}{path}")
     page.wait_for_load_state("networkidle")
     target = OUT / f"{name}.png"
-    raw = page.screenshot(full_page=False)
+    raw = page.screenshot(full_page=whole)
     image = Image.open(io.BytesIO(raw)).convert("RGB")
     out = io.BytesIO()
     image.save(out, format="PNG", optimize=True)
@@ -165,7 +167,8 @@ def take(ids: dict[str, str], chromium: str) -> None:
         page.get_by_role("button", name="Sign out").wait_for()
         shoot(page, "console-products", "/admin")
         shoot(page, "console-stock", "/admin/stock")
-        shoot(page, "console-analytics", "/admin/analytics")
+        since = (datetime.now(UTC) - timedelta(days=13)).date()
+        shoot(page, "console-analytics", f"/admin/analytics?from={since}", whole=True)
         admin.close()
         browser.close()
 

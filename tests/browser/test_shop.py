@@ -178,7 +178,12 @@ def test_pages_are_safe_and_a_missing_one_is_a_404(shop: dict[str, str], page: P
 def test_a_phone_wide_page_needs_no_sideways_scrolling(shop: dict[str, str], page: Page) -> None:
     page.set_viewport_size({"width": 360, "height": 740})
     product = shop["Zephyr Travel Speaker"]
-    for path in ("/", "/category/audio", "/search?q=zephyr", f"/products/{product}", "/cart"):
+    page.goto(f"{GATEWAY}/products/{product}")
+    add_to_cart(page, 1)
+    sign_in(page)
+    shop_pages = ["/", "/category/audio", "/search?q=zephyr", f"/products/{product}", "/cart"]
+    console = ["/admin", f"/admin/products/{product}", "/admin/stock", "/admin/analytics"]
+    for path in [*shop_pages, "/checkout", *console]:
         page.goto(f"{GATEWAY}{path}")
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 360, f"{path} is {width}px wide on a 360px phone"
@@ -197,6 +202,10 @@ def test_pages_have_no_serious_accessibility_violations(shop: dict[str, str], pa
     for path in [*shop_pages, "/checkout", "/orders", "/notifications", "/admin", "/no/such/page"]:
         page.goto(f"{GATEWAY}{path}")
         assert not serious_violations(axe, page), path
+    page.goto(f"{GATEWAY}/cart")
+    check_out(page, "Card that is declined")
+    expect(page.get_by_test_id("order-status")).to_have_text("CANCELLED", timeout=30_000)
+    assert not serious_violations(axe, page), "a declined order"
     page.get_by_role("button", name="Sign out").click()
     sign_in(page)
     console = ["/admin", f"/admin/products/{product}", "/admin/stock", "/admin/analytics"]
