@@ -83,14 +83,19 @@ def wait_for_demo(client: httpx.Client, seconds: float = 180.0) -> None:
     print("the demo catalog is not complete: taking the pictures anyway", file=sys.stderr)
 
 
+def in_stock(client: httpx.Client, sku: str, enough: int = 10) -> bool:
+    answer = client.get(f"/api/v1/inventory/{sku}")
+    return answer.status_code == 200 and answer.json()["available"] >= enough
+
+
 def prepare(client: httpx.Client, password: str) -> dict[str, str]:
     """Orders for the reports and recommendations; a low-stock crossing. Ids to show."""
     login = {"email": "admin@emporium.local", "password": password}
     token = client.post("/api/v1/auth/login", json=login).json()["access_token"]
     admin = {"Authorization": f"Bearer {token}"}
-    audio = client.get("/api/v1/products", params={"category": "audio", "limit": 4}).json()
-    items = audio["items"]
-    assert len(items) >= 3, "no demo products in `audio`"
+    audio = client.get("/api/v1/products", params={"category": "audio", "limit": 20}).json()
+    items = [p for p in audio["items"] if in_stock(client, p["sku"])]
+    assert len(items) >= 3, "not three demo products in stock in `audio`"
     low = items[2]
     client.put(
         f"/api/v1/inventory/{low['sku']}",

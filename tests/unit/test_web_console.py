@@ -13,6 +13,7 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 
 from emporium.services.api_gateway.web import charts, cookies
+from emporium.services.api_gateway.web.admin_analytics import latest_alerts
 from emporium.services.api_gateway.web.app import create_web
 from emporium.services.api_gateway.web.paging import Pager
 
@@ -125,6 +126,16 @@ async def test_a_backwards_range_is_refused_before_asking_the_api(
     assert not [r for r in fake.seen if r.url.path.startswith("/api/v1/analytics")]
 
 
+def test_low_stock_keeps_each_skus_latest_alert_emptiest_first() -> None:
+    alerts = [
+        {"sku": "A", "available": 2, "threshold": 3, "at": "2026-03-01T00:00:00Z"},
+        {"sku": "B", "available": 1, "threshold": 3, "at": "2026-03-01T00:00:00Z"},
+        {"sku": "A", "available": 0, "threshold": 3, "at": "2026-03-02T00:00:00Z"},
+    ]
+    latest = latest_alerts(alerts)
+    assert [(a["sku"], a["available"]) for a in latest] == [("A", 0), ("B", 1)]
+
+
 def pager(query: str) -> Pager:
     scope = {"type": "http", "query_string": query.encode(), "headers": []}
     request = Request(scope)
@@ -152,3 +163,11 @@ def test_paging_links_carry_the_trail_and_the_filters() -> None:
     assert third["number"] == 3
     assert third["next"] is None
     assert query_of(third["prev"]) == {"cursor": ["c1"]}
+
+
+async def test_the_old_category_links_lead_to_the_category_pages(
+    admin: httpx.AsyncClient,
+) -> None:
+    moved = await admin.get("/?category=home%20%26%20garden")
+    assert moved.status_code == 303
+    assert moved.headers["location"] == "/category/home%20%26%20garden"

@@ -19,6 +19,7 @@ from emporium.services.api_gateway.web.render import Renderer, money
 
 DEFAULT_DAYS = 30
 TOP = 10
+LOW_SHOWN = 15  # the chart's rows; the table under it lists every low SKU
 GRANULARITIES = ("day", "hour")
 
 
@@ -40,6 +41,17 @@ def date_range(query: Any) -> tuple[date, date]:
 def api_range(since: date, until: date) -> dict[str, str]:
     """The API's [from, to) times: midnight UTC of `since` to the midnight after `until`."""
     return {"from": f"{since.isoformat()}T00:00:00Z", "to": f"{until + timedelta(1)}T00:00:00Z"}
+
+
+def latest_alerts(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One alert per SKU (its latest: a SKU can cross its threshold again after a refill),
+    the emptiest first."""
+    latest: dict[str, dict[str, Any]] = {}
+    for alert in alerts:
+        seen = latest.get(alert["sku"])
+        if seen is None or (alert["at"] or "") > (seen["at"] or ""):
+            latest[alert["sku"]] = alert
+    return sorted(latest.values(), key=lambda a: (a["available"], a["sku"]))
 
 
 def bucket_label(bucket: str | None, granularity: str) -> str:
@@ -72,8 +84,9 @@ async def reports(api: ApiSession, times: dict[str, str], granularity: str) -> d
         )
         for b in best
     ]
-    alerts = low.json()["items"]
+    alerts = latest_alerts(low.json()["items"])
     low_rows = [(a["sku"], a["available"], f"{a['available']} / {a['threshold']}") for a in alerts]
+    shown = alerts[:LOW_SHOWN]
     return {
         "sales": report,
         "currency": currency,
@@ -83,7 +96,7 @@ async def reports(api: ApiSession, times: dict[str, str], granularity: str) -> d
         "series": series,
         "top_chart": charts.rows(top_rows),
         "top_rows": top_rows,
-        "low_chart": charts.rows(low_rows, [a["threshold"] for a in alerts]),
+        "low_chart": charts.rows(low_rows[:LOW_SHOWN], [a["threshold"] for a in shown]),
         "low_rows": low_rows,
         "alerts": alerts,
     }
