@@ -57,7 +57,12 @@ def test_an_admin_adds_a_product_that_the_shop_then_finds(
     stock.get_by_role("button", name="Set stock").click()
     expect(page.get_by_test_id("admin-message")).to_have_text(f"Stock of {sku}: 7 available.")
     row = page.get_by_test_id("stock-table").locator(f"tr[data-sku='{sku}']")
-    expect(row.locator("td")).to_have_text([sku, "Quasar Reading Lamp", "7", "0", "7", "2", "ok"])
+    cells = [sku, "Quasar Reading Lamp", "7", "0", "7", "2", "ok", "Change"]
+    expect(row.locator("td")).to_have_text(cells)
+    row.get_by_role("link", name=f"Change stock of {sku}").click()
+    expect(stock.get_by_label("SKU")).to_have_value(sku)
+    expect(stock.get_by_label("On hand")).to_have_value("7")
+    expect(stock.get_by_label("Low-stock threshold")).to_have_value("2")
 
     search_until_found(page, "quasar lamp", "Quasar Reading Lamp")
     page.get_by_role("link", name="Quasar Reading Lamp").click()

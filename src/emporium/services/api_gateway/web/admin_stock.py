@@ -49,12 +49,17 @@ async def stock_page(
     for product, stock in zip(page["items"], stocks, strict=True):
         level = stock.json() if stock.status_code == 200 else None
         rows.append({"product": product, "stock": level, "state": stock_state(level)})
+    chosen = {"sku": request.query_params.get("sku", "")} if request.method == "GET" else {}
+    for row in rows:  # "Change" on a row fills the form with that SKU's numbers
+        if chosen and row["product"]["sku"] == chosen["sku"] and row["stock"]:
+            chosen.update({k: str(row["stock"][k]) for k in ("on_hand", "low_stock_threshold")})
     return render.page(
         request,
         api,
         "admin_stock.html",
         status,
         rows=rows,
+        chosen=chosen,
         pages=pager.links("/admin/stock", {}, page.get("next_cursor")),
         message=message,
         error=error,
