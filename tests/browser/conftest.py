@@ -10,11 +10,15 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.backends import require_real_backends
+from tests.browser.flows import ADMIN_PASSWORD, admin_headers, stocked_product
+from tests.e2e.platform import GATEWAY, running_platform, wait_healthy
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -64,3 +68,27 @@ def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context()
     yield context.new_page()
     context.close()
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A running platform (one per module) with two stocked products (names -> ids)."""
+    tmp: Path = tmp_path_factory.mktemp("browser")
+    env = {"EMPORIUM_ADMIN_PASSWORD": ADMIN_PASSWORD, "EMPORIUM_GATEWAY_RATE_LIMIT": "1000"}
+    with running_platform(tmp, env) as running:
+        try:
+            wait_healthy()
+            with httpx.Client(base_url=GATEWAY, timeout=20.0) as client:
+                admin = admin_headers(client)
+                names = ("Zephyr Studio Headphones", 12999), ("Zephyr Travel Speaker", 4550)
+                yield {n: stocked_product(client, admin, n, p)["id"] for n, p in names}
+        except BaseException:
+            print(running.log())
+            raise
+
+
+@pytest.fixture
+def api() -> Iterator[httpx.Client]:
+    """The public API, for the data a test starts from."""
+    with httpx.Client(base_url=GATEWAY, timeout=20.0) as client:
+        yield client

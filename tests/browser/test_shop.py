@@ -1,121 +1,33 @@
 """A shopper in a real browser, on the platform started as `make up` starts it: registers,
 finds a product despite a typo, fills the cart, pays with `tok_visa` and watches the order
-become PAID with its receipt among the notifications; a declined card says so clearly."""
+become PAID with its receipt among the notifications; a declined card says so clearly and
+releases the cart's stock; home, category and search pages, recommendations and paging."""
 
 from __future__ import annotations
 
-import io
 import re
-import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from PIL import Image
 from playwright.sync_api import Page, expect
 
-from tests.e2e.platform import GATEWAY, running_platform, wait_healthy
+from tests.browser.flows import (
+    add_to_cart,
+    admin_headers,
+    api_shopper_buys,
+    check_out,
+    register,
+    reload_until,
+    search_until_found,
+    serious_violations,
+    sign_in,
+    stocked_product,
+)
+from tests.e2e.platform import GATEWAY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
-
-ADMIN_EMAIL = "admin@emporium.local"
-ADMIN_PASSWORD = "browser-admin-password-0123"
-EVENTUAL_SECONDS = 20.0
-
-
-def png() -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (640, 480), (200, 160, 40)).save(out, format="PNG")
-    return out.getvalue()
-
-
-def api_login(client: httpx.Client, email: str, password: str) -> dict[str, str]:
-    answer = client.post("/api/v1/auth/login", json={"email": email, "password": password})
-    assert answer.status_code == 200, answer.text
-    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
-
-
-def stocked_product(client: httpx.Client, admin: dict[str, str], name: str, price: int) -> str:
-    sku = f"WEB-{uuid.uuid4().hex[:10]}"
-    body = {
-        "sku": sku,
-        "name": name,
-        "description": f"{name}, made for the browser test.",
-        "category": "audio",
-        "price_minor": price,
-        "currency": "USD",
-    }
-    made = client.post("/api/v1/products", json=body, headers=admin)
-    assert made.status_code == 201, made.text
-    stock = client.put(f"/api/v1/inventory/{sku}", json={"on_hand": 50}, headers=admin)
-    assert stock.status_code == 200, stock.text
-    product_id: str = made.json()["id"]
-    return product_id
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A running platform with two stocked products (names -> ids)."""
-    tmp: Path = tmp_path_factory.mktemp("browser")
-    env = {"EMPORIUM_ADMIN_PASSWORD": ADMIN_PASSWORD, "EMPORIUM_GATEWAY_RATE_LIMIT": "1000"}
-    with running_platform(tmp, env) as running:
-        try:
-            wait_healthy()
-            with httpx.Client(base_url=GATEWAY, timeout=20.0) as client:
-                admin = api_login(client, ADMIN_EMAIL, ADMIN_PASSWORD)
-                yield {
-                    "Zephyr Studio Headphones": stocked_product(
-                        client, admin, "Zephyr Studio Headphones", 12999
-                    ),
-                    "Zephyr Travel Speaker": stocked_product(
-                        client, admin, "Zephyr Travel Speaker", 4550
-                    ),
-                }
-        except BaseException:
-            print(running.log())
-            raise
-
-
-def register(page: Page) -> None:
-    page.goto(f"{GATEWAY}/")
-    page.get_by_role("link", name="Register").click()
-    page.get_by_label("Name").fill("Ada Shopper")
-    page.get_by_label("Email").fill(f"ada-{uuid.uuid4().hex[:8]}@example.com")
-    page.get_by_label("Password").fill("correct horse battery")
-    page.get_by_role("button", name="Register").click()
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
-
-
-def search_until_found(page: Page, query: str, name: str) -> None:
-    """The search view is eventually consistent: search again until the product shows."""
-    deadline = time.monotonic() + EVENTUAL_SECONDS
-    while True:
-        page.get_by_role("searchbox", name="Search products").fill(query)
-        page.get_by_role("button", name="Search", exact=True).click()
-        if page.get_by_role("link", name=name).count():
-            return
-        assert time.monotonic() < deadline, f"{name!r} not found by {query!r}"
-        time.sleep(0.5)
-
-
-def add_to_cart(page: Page, quantity: int) -> None:
-    page.get_by_label("Quantity").fill(str(quantity))
-    page.get_by_role("button", name="Add to cart").click()
-    expect(page).to_have_url(re.compile(r"/cart$"))
-
-
-def check_out(page: Page, card: str) -> None:
-    page.get_by_role("link", name="Check out").click()
-    page.get_by_label("Street and number").fill("1 Main Street")
-    page.get_by_label("City").fill("Springfield")
-    page.get_by_label("Postal code").fill("12345")
-    page.get_by_label("Country (two letters)").fill("US")
-    page.get_by_label(card).check()
-    page.get_by_role("button", name="Place order").click()
-    expect(page).to_have_url(re.compile(r"/orders/[^/]+$"))
 
 
 def test_a_shopper_buys_two_items_and_gets_a_receipt(shop: dict[str, str], page: Page) -> None:
@@ -138,21 +50,115 @@ def test_a_shopper_buys_two_items_and_gets_a_receipt(shop: dict[str, str], page:
 
     page.get_by_role("link", name="Orders", exact=True).click()
     expect(page.get_by_text("PAID")).to_be_visible()
-    deadline = time.monotonic() + EVENTUAL_SECONDS
     page.get_by_role("link", name="Notifications").click()
-    while not page.locator("[data-kind=payment_receipt]").count():
-        assert time.monotonic() < deadline, "no payment receipt among the notifications"
-        time.sleep(0.5)
-        page.reload()
+    receipts = page.locator("[data-kind=payment_receipt]")
+    reload_until(page, lambda: receipts.count() > 0, "no payment receipt among the notifications")
 
 
-def test_a_declined_card_says_so(shop: dict[str, str], page: Page) -> None:
+def test_a_declined_card_says_so_and_releases_the_stock(
+    shop: dict[str, str], page: Page, api: httpx.Client
+) -> None:
+    product = stocked_product(api, admin_headers(api), "Nimbus Desk Fan", 2500, on_hand=3)
     register(page)
-    page.goto(f"{GATEWAY}/products/{shop['Zephyr Travel Speaker']}")
-    add_to_cart(page, 1)
+    page.goto(f"{GATEWAY}/products/{product['id']}")
+    add_to_cart(page, 2)
     check_out(page, "Card that is declined")
     expect(page.get_by_test_id("order-status")).to_have_text("CANCELLED", timeout=30_000)
     expect(page.get_by_role("alert")).to_have_text(re.compile("declined", re.IGNORECASE))
+    expect(page.get_by_test_id("cart-count")).to_have_text("0")
+    page.get_by_role("button", name="Put these items back in the cart").click()
+    expect(page.get_by_test_id("cart-count")).to_have_text("2")
+    page.goto(f"{GATEWAY}/products/{product['id']}")
+    released = page.get_by_text("Only 3 left")  # the 2 reserved for the order came back
+    reload_until(page, lambda: released.count() > 0, "the declined order kept its stock")
+
+
+def test_home_and_product_pages_recommend(
+    shop: dict[str, str], page: Page, api: httpx.Client
+) -> None:
+    admin = admin_headers(api)
+    lamp = stocked_product(api, admin, "Orbit Bedside Lamp", 3100, category="lighting")
+    bulb = stocked_product(api, admin, "Orbit Warm Bulb", 700, category="bulbs")
+    api_shopper_buys(api, {lamp["id"]: 3, bulb["id"]: 3})
+
+    page.goto(f"{GATEWAY}/")
+    expect(page.get_by_role("complementary", name="Categories")).to_contain_text("lighting")
+    sellers = page.get_by_role("region", name="Best sellers")
+    reload_until(
+        page,
+        lambda: sellers.get_by_role("link", name="Orbit Bedside Lamp").count() > 0,
+        "the lamp never became a best seller",
+    )
+    expect(page.get_by_role("region", name="Recommended for you")).to_have_count(0)
+
+    page.goto(f"{GATEWAY}/products/{lamp['id']}")
+    together = page.get_by_role("region", name="Bought together")
+    expect(together.get_by_role("link", name="Orbit Warm Bulb")).to_be_visible()
+    expect(together.get_by_role("link", name="Orbit Bedside Lamp")).to_have_count(0)
+    expect(page.get_by_text("In stock")).to_be_visible()
+
+    register(page)
+    page.goto(f"{GATEWAY}/")
+    for_you = page.get_by_role("region", name="Recommended for you")
+    expect(for_you.get_by_role("link", name="Orbit Bedside Lamp")).to_be_visible()
+
+
+def test_a_category_is_paged_forward_and_back(
+    shop: dict[str, str], page: Page, api: httpx.Client
+) -> None:
+    admin = admin_headers(api)
+    category = f"paged-{uuid.uuid4().hex[:6]}"
+    for n in range(14):
+        stocked_product(api, admin, f"Paged Widget {n:02d}", 1000 + n, category=category)
+    page.goto(f"{GATEWAY}/category/{category}")
+    expect(page.get_by_role("heading", name=category)).to_be_visible()
+    cards = page.locator("main .grid .card")
+    expect(cards).to_have_count(12)
+    expect(page.get_by_test_id("page-number")).to_have_text("Page 1")
+    first_page = set(cards.locator(".name").all_inner_texts())
+
+    page.get_by_role("link", name="Next page").click()
+    expect(page.get_by_test_id("page-number")).to_have_text("Page 2")
+    expect(cards).to_have_count(2)
+    assert not first_page & set(cards.locator(".name").all_inner_texts())
+    expect(page.get_by_role("link", name="Next page")).to_have_count(0)
+
+    page.get_by_role("link", name="Previous page").click()
+    expect(page.get_by_test_id("page-number")).to_have_text("Page 1")
+    assert set(cards.locator(".name").all_inner_texts()) == first_page
+
+
+def test_search_keeps_its_facet_filters_and_sort_across_pages(
+    shop: dict[str, str], page: Page, api: httpx.Client
+) -> None:
+    admin = admin_headers(api)
+    word = f"gizmo{uuid.uuid4().hex[:5]}"
+    for n in range(15):
+        stocked_product(api, admin, f"{word} model {n:02d}", 2000 + 100 * n, category="gadgets")
+    stocked_product(api, admin, f"{word} pouch", 2100, category="bags")
+    page.goto(f"{GATEWAY}/search?q={word}")
+    reload_until(
+        page,
+        lambda: "16 results" in page.get_by_test_id("result-count").inner_text(),
+        "the search view never held all 16",
+    )
+    facets = page.get_by_role("navigation", name="Categories of the results")
+    expect(facets).to_contain_text("bags (1)")
+    facets.get_by_role("link", name="gadgets (15)").click()
+    page.get_by_label("Min price (cents)").fill("2100")
+    page.get_by_label("Sort").select_option("price_desc")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.get_by_test_id("result-count")).to_have_text("14 results")
+    prices = page.locator("main .grid .price")
+    expect(prices).to_have_count(12)
+    expect(prices.first).to_have_text("34.00 USD")
+
+    page.get_by_role("link", name="Next page").click()
+    expect(page.get_by_test_id("page-number")).to_have_text("Page 2")
+    expect(prices).to_have_text(["22.00 USD", "21.00 USD"])
+    expect(page.get_by_label("Sort")).to_have_value("price_desc")
+    expect(page.get_by_label("Min price (cents)")).to_have_value("2100")
+    expect(page.get_by_label("Category")).to_have_value("gadgets")
 
 
 def test_pages_are_safe_and_a_missing_one_is_a_404(shop: dict[str, str], page: Page) -> None:
@@ -169,62 +175,18 @@ def test_pages_are_safe_and_a_missing_one_is_a_404(shop: dict[str, str], page: P
     assert api.headers["content-type"].startswith("application/problem+json")
 
 
-def sign_in(page: Page, email: str, password: str) -> None:
-    page.goto(f"{GATEWAY}/signin")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
-
-
-def test_an_admin_adds_a_product_that_the_shop_then_finds(
-    shop: dict[str, str], page: Page, tmp_path: Path
-) -> None:
-    image = tmp_path / "lamp.png"
-    image.write_bytes(png())
-    sku = f"LAMP-{uuid.uuid4().hex[:8]}"
-    sign_in(page, ADMIN_EMAIL, ADMIN_PASSWORD)
-    page.get_by_role("link", name="Console").click()
-    new = page.get_by_role("region", name="New product")
-    new.get_by_label("SKU").fill(sku)
-    new.get_by_label("Name").fill("Quasar Reading Lamp")
-    new.get_by_label("Description").fill("A lamp for the night owl.")
-    new.get_by_label("Category").fill("home")
-    new.get_by_label("Price in cents").fill("3900")
-    new.get_by_label("Image (JPEG, PNG or WebP)").set_input_files(str(image))
-    new.get_by_role("button", name="Create product").click()
-    expect(page.get_by_test_id("admin-message")).to_have_text("Created Quasar Reading Lamp.")
-
-    stock = page.get_by_role("region", name="Stock")
-    stock.get_by_label("SKU").fill(sku)
-    stock.get_by_label("On hand").fill("7")
-    stock.get_by_label("Low-stock threshold").fill("2")
-    stock.get_by_role("button", name="Set stock").click()
-    expect(page.get_by_test_id("admin-message")).to_have_text(f"Stock of {sku}: 7 available.")
-
-    search_until_found(page, "quasar lamp", "Quasar Reading Lamp")
-    page.get_by_role("link", name="Quasar Reading Lamp").click()
-    expect(page.get_by_text("In stock")).to_be_visible()
-    picture = page.get_by_role("img", name="Quasar Reading Lamp")
-    expect(picture).to_have_attribute("srcset", re.compile(r"\?w=240 240w"))
-    assert picture.evaluate("img => img.complete && img.naturalWidth > 0")
-
-
-def test_the_console_refuses_a_shopper(shop: dict[str, str], page: Page) -> None:
-    register(page)
-    answer = page.goto(f"{GATEWAY}/admin")
-    assert answer is not None
-    assert answer.status == 403
-    expect(page.get_by_role("heading", name="Administrators only.")).to_be_visible()
-
-
-def serious_violations(axe: Axe, page: Page) -> list[str]:
-    """axe-core's serious and critical findings on the page as it is now."""
-    return [
-        f"{v['id']}: {v['help']}"
-        for v in axe.run(page).response["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
+def test_a_phone_wide_page_needs_no_sideways_scrolling(shop: dict[str, str], page: Page) -> None:
+    page.set_viewport_size({"width": 360, "height": 740})
+    product = shop["Zephyr Travel Speaker"]
+    page.goto(f"{GATEWAY}/products/{product}")
+    add_to_cart(page, 1)
+    sign_in(page)
+    shop_pages = ["/", "/category/audio", "/search?q=zephyr", f"/products/{product}", "/cart"]
+    console = ["/admin", f"/admin/products/{product}", "/admin/stock", "/admin/analytics"]
+    for path in [*shop_pages, "/checkout", *console]:
+        page.goto(f"{GATEWAY}{path}")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 360, f"{path} is {width}px wide on a 360px phone"
 
 
 def test_pages_have_no_serious_accessibility_violations(shop: dict[str, str], page: Page) -> None:
@@ -236,7 +198,17 @@ def test_pages_have_no_serious_accessibility_violations(shop: dict[str, str], pa
     product = shop["Zephyr Travel Speaker"]
     page.goto(f"{GATEWAY}/products/{product}")
     add_to_cart(page, 1)
-    shop_pages = ["/", "/search?q=zephyr", f"/products/{product}", "/cart", "/checkout"]
-    for path in [*shop_pages, "/orders", "/notifications", "/admin", "/no/such/page"]:
+    shop_pages = ["/", "/category/audio", "/search?q=zephyr", f"/products/{product}", "/cart"]
+    for path in [*shop_pages, "/checkout", "/orders", "/notifications", "/admin", "/no/such/page"]:
+        page.goto(f"{GATEWAY}{path}")
+        assert not serious_violations(axe, page), path
+    page.goto(f"{GATEWAY}/cart")
+    check_out(page, "Card that is declined")
+    expect(page.get_by_test_id("order-status")).to_have_text("CANCELLED", timeout=30_000)
+    assert not serious_violations(axe, page), "a declined order"
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page)
+    console = ["/admin", f"/admin/products/{product}", "/admin/stock", "/admin/analytics"]
+    for path in [*console, "/admin/analytics?from=2026-01-02&to=2026-01-01"]:
         page.goto(f"{GATEWAY}{path}")
         assert not serious_violations(axe, page), path

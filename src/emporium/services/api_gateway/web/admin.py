@@ -1,30 +1,21 @@
-"""The console at `/admin`: administrators create products (with an image) and set stock.
-
-Same rule as the shop: only the public API. The page asks `/api/v1/users/me` whether the
-visitor has the `admin` role to answer 403 early; the API checks the role again on every
-write, so the console cannot do more than the visitor's token allows.
-"""
+"""The console's products at `/admin`: list, create (with an image), edit and delete."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
-from emporium.services.api_gateway.web.account import problem_text
 from emporium.services.api_gateway.web.client import ApiSession
-from emporium.services.api_gateway.web.orders import sign_in_first
+from emporium.services.api_gateway.web.console import admins_only, error_of, whole
+from emporium.services.api_gateway.web.paging import Pager
 from emporium.services.api_gateway.web.render import Renderer
 
 PRODUCT_FIELDS = ("sku", "name", "description", "category", "price_minor", "currency")
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
-
-
-async def is_admin(api: ApiSession) -> bool:
-    me = await api.call("GET", "/api/v1/users/me")
-    return me.status_code == 200 and "admin" in me.json().get("roles", [])
+PAGE_SIZE = 20
 
 
 async def console(
@@ -36,22 +27,25 @@ async def console(
     error: str | None = None,
     values: dict[str, str] | None = None,
 ) -> Response:
-    if api.tokens is None:
-        return sign_in_first(request, api, render)
-    if not await is_admin(api):
-        return render.page(request, api, "error.html", 403, message="Administrators only.")
-    answer = await api.call("GET", "/api/v1/products", params={"limit": 50})
-    products = answer.json()["items"] if answer.status_code == 200 else []
+    pager = Pager.of(request) if request.method == "GET" else Pager("", [])
+    params: dict[str, Any] = {"limit": PAGE_SIZE}
+    if pager.cursor:
+        params["cursor"] = pager.cursor
+    answer = await api.call("GET", "/api/v1/products", params=params)
+    page = answer.json() if answer.status_code == 200 else {"items": [], "next_cursor": None}
     return render.page(
         request,
         api,
         "admin.html",
         status,
-        products=products,
-        items=products,
+        products=page["items"],
+        items=page["items"],
+        pages=pager.links("/admin", {}, page.get("next_cursor")),
         message=message,
         error=error,
         values=values or {"currency": "USD"},
+        previews=True,
+        section="products",
     )
 
 
@@ -59,50 +53,97 @@ async def console_page(request: Request, api: ApiSession, render: Renderer) -> R
     return await console(request, api, render)
 
 
-def whole(text: str) -> int | str:
-    """A form's number as the JSON integer the API expects (left as text if it is not one:
-    the API's 400 then names the field)."""
-    return int(text) if text.strip().isdigit() else text
+def product_body(form: FormData) -> tuple[dict[str, str], dict[str, Any]]:
+    """The form's text values (to show again) and the JSON body for the API."""
+    values = {k: str(form.get(k, "")) for k in PRODUCT_FIELDS}
+    return values, {**values, "price_minor": whole(values["price_minor"])}
+
+
+async def upload_image(api: ApiSession, product_id: str, form: FormData) -> str | None:
+    """Send the form's image, if one was chosen; the API's complaint, if any."""
+    image = form.get("image")
+    if not isinstance(image, UploadFile) or not image.filename:
+        return None
+    content = await image.read(MAX_IMAGE_BYTES + 1)
+    files = {"file": (image.filename, content, image.content_type or "image/png")}
+    uploaded = await api.call("POST", f"/api/v1/products/{product_id}/images", files=files)
+    return None if uploaded.status_code == 201 else error_of(uploaded, "Bad image.")
 
 
 async def create_product(request: Request, api: ApiSession, render: Renderer) -> Response:
     form = request.state.form
-    values = {k: str(form.get(k, "")) for k in PRODUCT_FIELDS}
-    body: dict[str, Any] = {**values, "price_minor": whole(values["price_minor"])}
+    values, body = product_body(form)
     made = await api.call("POST", "/api/v1/products", json=body)
     if made.status_code != 201:
-        error = problem_text(made.json() if made.content else None, "Not created.")
+        error = error_of(made, "Not created.")
         return await console(request, api, render, 400, error=error, values=values)
     product = made.json()
-    image = form.get("image")
-    if isinstance(image, UploadFile) and image.filename:
-        content = await image.read(MAX_IMAGE_BYTES + 1)
-        files = {"file": (image.filename, content, image.content_type or "image/png")}
-        uploaded = await api.call("POST", f"/api/v1/products/{product['id']}/images", files=files)
-        if uploaded.status_code != 201:
-            error = problem_text(uploaded.json() if uploaded.content else None, "Bad image.")
-            return await console(request, api, render, 400, error=f"Created, but {error}")
+    problem = await upload_image(api, product["id"], form)
+    if problem:
+        return await console(request, api, render, 400, error=f"Created, but {problem}")
     return await console(request, api, render, message=f"Created {product['name']}.")
 
 
-async def set_stock(request: Request, api: ApiSession, render: Renderer) -> Response:
-    form = request.state.form
-    sku = str(form.get("sku", ""))
-    body: dict[str, Any] = {"on_hand": whole(str(form.get("on_hand", "")))}
-    if str(form.get("low_stock_threshold", "")).strip():
-        body["low_stock_threshold"] = whole(str(form.get("low_stock_threshold")))
-    answer = await api.call("PUT", f"/api/v1/inventory/{sku}", json=body)
+async def edit_form(
+    request: Request,
+    api: ApiSession,
+    render: Renderer,
+    status: int = 200,
+    message: str | None = None,
+    error: str | None = None,
+    values: dict[str, str] | None = None,
+) -> Response:
+    answer = await api.call("GET", f"/api/v1/products/{request.path_params['id']}")
     if answer.status_code != 200:
-        error = problem_text(answer.json() if answer.content else None, "Stock not set.")
-        return await console(request, api, render, 400, error=error)
-    stock = answer.json()
-    return await console(
-        request, api, render, message=f"Stock of {sku}: {stock['available']} available."
+        return render.page(request, api, "error.html", 404, message="No such product.")
+    product = answer.json()
+    shown = values or {k: str(product.get(k, "")) for k in PRODUCT_FIELDS}
+    return render.page(
+        request,
+        api,
+        "admin_edit.html",
+        status,
+        products=[product],
+        product=product,
+        values=shown,
+        message=message,
+        error=error,
+        previews=True,
+        section="products",
     )
 
 
+async def edit_page(request: Request, api: ApiSession, render: Renderer) -> Response:
+    return await edit_form(request, api, render)
+
+
+async def save_product(request: Request, api: ApiSession, render: Renderer) -> Response:
+    form = request.state.form
+    values, body = product_body(form)
+    product_id = request.path_params["id"]
+    saved = await api.call("PATCH", f"/api/v1/products/{product_id}", json=body)
+    if saved.status_code != 200:
+        error = error_of(saved, "Not saved.")
+        return await edit_form(request, api, render, 400, error=error, values=values)
+    problem = await upload_image(api, product_id, form)
+    if problem:
+        return await edit_form(request, api, render, 400, error=f"Saved, but {problem}")
+    return await edit_form(request, api, render, message=f"Saved {saved.json()['name']}.")
+
+
+async def delete_product(request: Request, api: ApiSession, render: Renderer) -> Response:
+    product_id = request.path_params["id"]
+    name = str(request.state.form.get("name", "")) or product_id
+    answer = await api.call("DELETE", f"/api/v1/products/{product_id}")
+    if answer.status_code not in (204, 404):
+        return await console(request, api, render, 400, error=error_of(answer, "Not deleted."))
+    return await console(request, api, render, message=f"Deleted {name}.")
+
+
 ROUTES = (
-    ("/admin", console_page, ["GET"]),
-    ("/admin/products", create_product, ["POST"]),
-    ("/admin/stock", set_stock, ["POST"]),
+    ("/admin", admins_only(console_page), ["GET"]),
+    ("/admin/products", admins_only(create_product), ["POST"]),
+    ("/admin/products/{id}", admins_only(edit_page), ["GET"]),
+    ("/admin/products/{id}", admins_only(save_product), ["POST"]),
+    ("/admin/products/{id}/delete", admins_only(delete_product), ["POST"]),
 )

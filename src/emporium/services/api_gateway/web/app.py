@@ -18,7 +18,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from emporium.services.api_gateway.web import account, admin, cookies, orders, shop
+from emporium.services.api_gateway.web import (
+    account,
+    admin,
+    admin_analytics,
+    admin_stock,
+    browse,
+    cookies,
+    orders,
+    shop,
+)
 from emporium.services.api_gateway.web.assets import Assets
 from emporium.services.api_gateway.web.client import ApiSession, new_http_client
 from emporium.services.api_gateway.web.render import Renderer
@@ -77,7 +86,8 @@ def create_web(api_url: str, transport: httpx.AsyncBaseTransport | None = None) 
         return found
 
     routes = [Route("/static/{name}", static)]
-    for path, handler, methods in (*shop.ROUTES, *account.ROUTES, *orders.ROUTES, *admin.ROUTES):
+    pages = (browse, shop, account, orders, admin, admin_stock, admin_analytics)
+    for path, handler, methods in (route for module in pages for route in module.ROUTES):
         routes.append(Route(path, page(handler), methods=methods))
 
     async def not_found(request: Request, _: Exception) -> Response:

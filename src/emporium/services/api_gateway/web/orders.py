@@ -111,6 +111,22 @@ async def order_page(request: Request, api: ApiSession, render: Renderer) -> Res
     return render.page(request, api, "order.html", order=order, declined=payment_message(order))
 
 
+async def order_again(request: Request, api: ApiSession, render: Renderer) -> Response:
+    """A declined order's items back into the cart, to pay with another card."""
+    if api.tokens is None:
+        return sign_in_first(request, api, render)
+    answer = await api.call("GET", f"/api/v1/orders/{request.path_params['id']}")
+    if answer.status_code != 200:
+        return render.page(request, api, "error.html", 404, message="No such order.")
+    cart = cookies.cart_of(request)
+    for item in answer.json()["items"]:
+        quantity = cart.get(item["product_id"], 0) + int(item["quantity"])
+        cart[item["product_id"]] = min(cookies.MAX_QUANTITY, quantity)
+    response = render.redirect(request, api, "/cart")
+    cookies.store_cart(request, response, cart)
+    return response
+
+
 async def order_history(request: Request, api: ApiSession, render: Renderer) -> Response:
     if api.tokens is None:
         return sign_in_first(request, api, render)
@@ -132,5 +148,6 @@ ROUTES = (
     ("/checkout", place_order, ["POST"]),
     ("/orders", order_history, ["GET"]),
     ("/orders/{id}", order_page, ["GET"]),
+    ("/orders/{id}/again", order_again, ["POST"]),
     ("/notifications", notifications, ["GET"]),
 )

@@ -35,8 +35,9 @@ def srcset(url: str) -> str:
     return ", ".join(f"{url}{joiner}w={w} {w}w" for w in RENDITION_WIDTHS)
 
 
-def security_headers(image_origins: set[str]) -> dict[str, str]:
-    images = " ".join(["'self'", *sorted(image_origins)])
+def security_headers(image_origins: set[str], previews: bool = False) -> dict[str, str]:
+    """`previews`: the page shows a chosen file before upload (`blob:` images, console only)."""
+    images = " ".join(["'self'", *sorted(image_origins), *(["blob:"] if previews else [])])
     policy = (
         "default-src 'none'; script-src 'self'; style-src 'self'; "
         f"img-src {images}; connect-src 'self'; form-action 'self'; "
@@ -83,6 +84,7 @@ class Renderer:
         template: str,
         status: int = 200,
         products: list[dict[str, Any]] | None = None,
+        previews: bool = False,
         **context: Any,
     ) -> Response:
         html = self.env.get_template(template).render(
@@ -94,7 +96,9 @@ class Renderer:
             **context,
         )
         response = HTMLResponse(
-            html, status_code=status, headers=security_headers(image_origins(products or []))
+            html,
+            status_code=status,
+            headers=security_headers(image_origins(products or []), previews),
         )
         return finish(request, api, response)
 

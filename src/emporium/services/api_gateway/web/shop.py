@@ -1,4 +1,4 @@
-"""Browsing and the cart: home, search, product pages, the cart kept in a cookie."""
+"""The product page and the cart, which is kept in a cookie."""
 
 from __future__ import annotations
 
@@ -9,70 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from emporium.services.api_gateway.web import cookies
+from emporium.services.api_gateway.web.browse import category_url
 from emporium.services.api_gateway.web.client import ApiSession
+from emporium.services.api_gateway.web.picks import recommended
 from emporium.services.api_gateway.web.render import Renderer
-
-PAGE_SIZE = 24
-SORTS = ("relevance", "price_asc", "price_desc", "newest")
-
-
-async def categories(api: ApiSession) -> list[tuple[str, int]]:
-    """The catalog's categories with counts, from the search facets."""
-    answer = await api.call("GET", "/api/v1/search", params={"limit": 1})
-    if answer.status_code != 200:
-        return []
-    facets: dict[str, int] = answer.json().get("facets", {}).get("category", {})
-    return sorted(facets.items())
-
-
-async def home(request: Request, api: ApiSession, render: Renderer) -> Response:
-    params: dict[str, Any] = {"limit": PAGE_SIZE}
-    category = request.query_params.get("category", "")
-    if category:
-        params["category"] = category
-    if request.query_params.get("cursor"):
-        params["cursor"] = request.query_params["cursor"]
-    answer, cats = await asyncio.gather(
-        api.call("GET", "/api/v1/products", params=params), categories(api)
-    )
-    page = answer.json() if answer.status_code == 200 else {"items": [], "next_cursor": None}
-    return render.page(
-        request,
-        api,
-        "home.html",
-        products=page["items"],
-        items=page["items"],
-        next_cursor=page.get("next_cursor"),
-        category=category,
-        categories=cats,
-    )
-
-
-async def search(request: Request, api: ApiSession, render: Renderer) -> Response:
-    query = request.query_params
-    params: dict[str, Any] = {"q": query.get("q", ""), "limit": PAGE_SIZE}
-    for name in ("category", "min_price", "max_price", "cursor"):
-        if query.get(name):
-            params[name] = query[name]
-    if query.get("sort") in SORTS:
-        params["sort"] = query["sort"]
-    answer = await api.call("GET", "/api/v1/search", params=params)
-    ok = answer.status_code == 200
-    empty: dict[str, Any] = {"items": [], "total": 0, "facets": {}, "next_cursor": None}
-    body: dict[str, Any] = answer.json() if ok else empty
-    return render.page(
-        request,
-        api,
-        "search.html",
-        status=200 if ok else 400,
-        products=body["items"],
-        items=body["items"],
-        total=body.get("total", 0),
-        facets=sorted(body.get("facets", {}).get("category", {}).items()),
-        params=params,
-        sorts=SORTS,
-        invalid=not ok,
-    )
 
 
 async def product(request: Request, api: ApiSession, render: Renderer) -> Response:
@@ -80,10 +20,19 @@ async def product(request: Request, api: ApiSession, render: Renderer) -> Respon
     if answer.status_code != 200:
         return render.page(request, api, "error.html", 404, message="No such product.")
     item = answer.json()
-    stock = await api.call("GET", f"/api/v1/inventory/{item['sku']}")
+    stock, together = await asyncio.gather(
+        api.call("GET", f"/api/v1/inventory/{item['sku']}"), recommended(api, item["id"])
+    )
     available = stock.json().get("available", 0) if stock.status_code == 200 else 0
     return render.page(
-        request, api, "product.html", products=[item], product=item, available=available
+        request,
+        api,
+        "product.html",
+        products=[item, *together],
+        product=item,
+        available=available,
+        together=together,
+        category_url=category_url(item["category"]),
     )
 
 
@@ -135,8 +84,6 @@ async def cart_remove(request: Request, api: ApiSession, render: Renderer) -> Re
 
 
 ROUTES = (
-    ("/", home, ["GET"]),
-    ("/search", search, ["GET"]),
     ("/products/{id}", product, ["GET"]),
     ("/cart", cart, ["GET"]),
     ("/cart/add", cart_add, ["POST"]),

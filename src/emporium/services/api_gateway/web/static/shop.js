@@ -16,4 +16,15 @@ document.addEventListener("DOMContentLoaded", function () {
       });
     });
   });
+  // A file input marked data-preview="<img id>" shows the chosen image before upload.
+  document.querySelectorAll("input[type=file][data-preview]").forEach(function (input) {
+    var preview = document.getElementById(input.dataset.preview);
+    input.addEventListener("change", function () {
+      if (!preview) return;
+      if (preview.src) URL.revokeObjectURL(preview.src);
+      var file = input.files && input.files[0];
+      preview.hidden = !file;
+      if (file) preview.src = URL.createObjectURL(file);
+    });
+  });
 });
