@@ -56,6 +56,7 @@ build() {
     nice -n 19 go build -trimpath -ldflags='-s -w' -o "$tmp/otelcol-emporium" .
   ) >&2
   rm -rf "$tmp/src"
+  chmod 755 "$tmp"
   rm -rf "$out"; mv "$tmp" "$out"
   log "built in $((SECONDS - t0)) s: $(du -h "$bin" | cut -f1)"
 }

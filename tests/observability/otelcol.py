@@ -21,34 +21,35 @@ from typing import Any
 
 import pytest
 
+from emporium.observability import traces
 from tests.backends import require_real_backends
-from tests.observability.test_inhibition import _free_port
-from tests.observability.tools import wait_ready
+from tests.observability.tools import free_port, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / ".ci" / "otelcol.sh"
 BUILD_TIMEOUT_S = 1500
 
 
 def collector_binary() -> str:
-    """The collector's path: `EMPORIUM_OTELCOL`, else the cached build (built or waited for
-    in CI; skip on a laptop where it was never built)."""
-    explicit = os.environ.get("EMPORIUM_OTELCOL", "")
-    if explicit:
-        return explicit
-    verb = "path" if require_real_backends() else "built"
-    out = subprocess.run(
-        [str(SCRIPT), verb],
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT_S,
-        check=False,
-    )
-    if out.returncode == 0:
-        return out.stdout.strip().splitlines()[-1]
-    reason = (
-        "the OpenTelemetry Collector is not built (`.ci/otelcol.sh build`):\n" + out.stderr[-3000:]
-    )
+    """The collector's path: in CI the cached build, waited for (or built); elsewhere
+    `EMPORIUM_OTELCOL`, the cached build or PATH, and a skip when there is none."""
+    if require_real_backends() and not os.environ.get("EMPORIUM_OTELCOL"):
+        out = subprocess.run(
+            [str(REPO / traces.SCRIPT), "path"],
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT_S,
+            check=False,
+        )
+        if out.returncode == 0:
+            return out.stdout.strip().splitlines()[-1]
+        pytest.fail(
+            "EMPORIUM_REQUIRE_REAL_BACKENDS=1 but the OpenTelemetry Collector could not be "
+            f"built (.ci/otelcol.sh):\n{out.stderr[-3000:]}"
+        )
+    found = traces.collector_binary(REPO)
+    if found:
+        return found
+    reason = "the OpenTelemetry Collector is not built (`.ci/otelcol.sh build`, minutes)"
     if require_real_backends():
         pytest.fail(f"EMPORIUM_REQUIRE_REAL_BACKENDS=1 but {reason}")
     pytest.skip(reason)
@@ -118,38 +119,15 @@ class Collector:
         return read_spans(self.spans_file)
 
 
-def config(grpc_port: int, http_port: int, health_port: int, spans_file: Path) -> dict[str, Any]:
-    return {
-        "receivers": {
-            "otlp": {
-                "protocols": {
-                    "grpc": {"endpoint": f"127.0.0.1:{grpc_port}"},
-                    "http": {"endpoint": f"127.0.0.1:{http_port}"},
-                }
-            }
-        },
-        "processors": {"batch": {"timeout": "200ms"}},
-        "exporters": {"file": {"path": str(spans_file), "flush_interval": "200ms"}},
-        "extensions": {"health_check": {"endpoint": f"127.0.0.1:{health_port}"}},
-        "service": {
-            "extensions": ["health_check"],
-            "telemetry": {"metrics": {"level": "none"}},
-            "pipelines": {
-                "traces": {"receivers": ["otlp"], "processors": ["batch"], "exporters": ["file"]}
-            },
-        },
-    }
-
-
 @contextlib.contextmanager
 def running_collector(run_dir: Path) -> Iterator[Collector]:
     """A real collector on free ports writing spans to `run_dir/spans.jsonl`, ready."""
     binary = collector_binary()
     run_dir.mkdir(parents=True, exist_ok=True)
-    grpc_port, http_port, health_port = _free_port(), _free_port(), _free_port()
+    grpc_port, http_port, health_port = free_port(), free_port(), free_port()
     spans_file = run_dir / "spans.jsonl"
     (run_dir / "otelcol.yaml").write_text(
-        json.dumps(config(grpc_port, http_port, health_port, spans_file), indent=2)
+        json.dumps(traces.collector_config(grpc_port, http_port, health_port, spans_file))
     )
     log = run_dir / "otelcol.log"
     with log.open("w") as out:

@@ -149,43 +149,58 @@ def complete_trace(collector: Collector, request_id: str) -> list[Span]:
     return []
 
 
-def test_one_trace_holds_every_service_of_an_order(collector: tuple[Collector, str]) -> None:
+@pytest.fixture(scope="module")
+def trace(collector: tuple[Collector, str]) -> list[Span]:
+    """The order's complete trace (every service and consumer in it); fails, naming what the
+    trace holds, when it never completes."""
     running, request_id = collector
-    spans = wait_for(lambda: complete_trace(running, request_id), timeout=60)
-    partial = order_trace(running, request_id)
-    assert spans, (
-        f"the order's trace never held every service: it has "
-        f"{sorted({service_of(s) for s in partial})} in {len(partial)} spans, want "
-        f"{sorted(ORDER_SERVICES)} and consumers {CONSUMED}; "
-        f"all traces seen: {len({s.trace_id for s in running.spans()})}"
-    )
-    print(
-        f"the order's trace: {len(spans)} spans of "
-        f"{len({service_of(s) for s in spans})} services: "
-        f"{sorted({service_of(s) for s in spans})}"
-    )
+    spans: list[Span] = wait_for(lambda: complete_trace(running, request_id), timeout=60)
+    if not spans:
+        partial = order_trace(running, request_id)
+        pytest.fail(
+            f"the order's trace never held every service: it has "
+            f"{sorted({service_of(s) for s in partial})} in {len(partial)} spans, want "
+            f"{sorted(ORDER_SERVICES)} and the consumers {CONSUMED}; "
+            f"traces seen in all: {len({s.trace_id for s in running.spans()})}"
+        )
+    return spans
 
 
-def test_every_span_of_the_order_has_its_parent_in_the_trace(
-    collector: tuple[Collector, str],
-) -> None:
-    running, request_id = collector
-    spans = wait_for(lambda: complete_trace(running, request_id), timeout=60)
-    assert spans, "the order's trace never completed (see the test above)"
-    ids = {s.span_id for s in spans}
-    roots = [s for s in spans if not s.parent_id]
+def tree(trace: list[Span]) -> str:
+    """The trace as an indented tree, `service: name`, children under their parent."""
+    children: dict[str, list[Span]] = {}
+    for span in trace:
+        children.setdefault(span.parent_id, []).append(span)
+    lines: list[str] = []
+
+    def walk(parent: str, depth: int) -> None:
+        for span in children.get(parent, []):
+            lines.append(f"{'  ' * depth}{service_of(span)}: {span.name}")
+            walk(span.span_id, depth + 1)
+
+    walk("", 0)
+    return "\n".join(lines)
+
+
+def test_one_trace_holds_every_service_of_an_order(trace: list[Span]) -> None:
+    services = {service_of(s) for s in trace}
+    assert services >= ORDER_SERVICES
+    print(f"the order's trace: {len(trace)} spans of {len(services)} services: {sorted(services)}")
+    print(tree(trace))
+
+
+def test_every_span_of_the_order_has_its_parent_in_the_trace(trace: list[Span]) -> None:
+    ids = {s.span_id for s in trace}
+    roots = [s for s in trace if not s.parent_id]
     assert [(service_of(r), r.name) for r in roots] == [("api_gateway", "POST /api/v1/orders")]
-    orphans = [(service_of(s), s.name) for s in spans if s.parent_id and s.parent_id not in ids]
+    orphans = [(service_of(s), s.name) for s in trace if s.parent_id and s.parent_id not in ids]
     assert not orphans, f"spans whose parent is not in the trace: {orphans}"
 
 
-def test_grpc_hops_are_client_server_pairs(collector: tuple[Collector, str]) -> None:
+def test_grpc_hops_are_client_server_pairs(trace: list[Span]) -> None:
     """Each gRPC server span of the order is the child of a client span in another service."""
-    running, request_id = collector
-    spans = wait_for(lambda: complete_trace(running, request_id), timeout=60)
-    assert spans, "the order's trace never completed"
-    by_id = {s.span_id: s for s in spans}
-    servers = [s for s in spans if s.kind == SERVER and s.attributes.get("rpc.system") == "grpc"]
+    by_id = {s.span_id: s for s in trace}
+    servers = [s for s in trace if s.kind == SERVER and s.attributes.get("rpc.system") == "grpc"]
     called = {service_of(s) for s in servers}
     assert {"order", "product", "inventory", "payment"} <= called, called
     for server in servers:
@@ -195,18 +210,13 @@ def test_grpc_hops_are_client_server_pairs(collector: tuple[Collector, str]) -> 
         assert parent.name == server.name, (parent.name, server.name)
 
 
-def test_consumer_spans_continue_the_span_that_produced_the_event(
-    collector: tuple[Collector, str],
-) -> None:
+def test_consumer_spans_continue_the_span_that_produced_the_event(trace: list[Span]) -> None:
     """`order.created` is written by the order service, `order.completed` by payment: each
     consumer's span is a child of a span of the producing service."""
-    running, request_id = collector
-    spans = wait_for(lambda: complete_trace(running, request_id), timeout=60)
-    assert spans, "the order's trace never completed"
-    by_id = {s.span_id: s for s in spans}
+    by_id = {s.span_id: s for s in trace}
     producer = {"order.created": "order", "order.completed": "payment"}
     seen = set()
-    for span in spans:
+    for span in trace:
         topic = span.attributes.get("messaging.destination.name")
         if span.kind != CONSUMER or topic not in producer:
             continue
