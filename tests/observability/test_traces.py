@@ -13,13 +13,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.platform import GATEWAY, running_platform, wait_healthy
 from tests.observability.otelcol import Collector, Span, running_collector, wait_for
+from tests.observability.tools import demo_products, place_order, signed_up
 
 pytestmark = [pytest.mark.e2e, pytest.mark.waits_for_build, pytest.mark.timeout(1800)]
 
@@ -59,50 +59,24 @@ def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Collec
         with running_platform(tmp, env, demo=True) as platform:
             try:
                 wait_healthy()
-                yield running, place_order()
+                yield running, order_of_a_new_shopper()
             except BaseException:
                 print(platform.log()[-20000:])
                 print(running.log.read_text(errors="replace")[-5000:])
                 raise
 
 
-def place_order() -> str:
+def order_of_a_new_shopper() -> str:
     """Sign up and buy one demo product with a card that pays; the order's request id."""
     client = httpx.Client(base_url=GATEWAY, timeout=20.0)
-    products: list[dict[str, Any]] = []
-    for _ in range(300):  # the demo catalog loads after the platform turns healthy
-        products = client.get("/api/v1/products").json()["items"]
-        if products:
-            break
-        time.sleep(0.2)
-    assert products, "the demo catalog never appeared"
-    for _ in range(300):  # and its stock after it
-        stock = client.get(f"/api/v1/inventory/{products[0]['sku']}")
-        if stock.status_code == 200 and stock.json().get("available", 0) > 0:
-            break
-        time.sleep(0.2)
-    email, password = f"trace-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery"
-    registered = client.post(
-        "/api/v1/auth/register", json={"email": email, "password": password, "name": "Trace"}
-    )
-    assert registered.status_code in (200, 201), registered.text
-    tokens = client.post("/api/v1/auth/login", json={"email": email, "password": password}).json()
-    auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+    products = demo_products(client)
+    auth = signed_up(client, "trace")
     request_id = f"trace-test-{uuid.uuid4().hex}"
-    order = client.post(
-        "/api/v1/orders",
-        headers={**auth, "Idempotency-Key": uuid.uuid4().hex, "X-Request-Id": request_id},
-        json={
-            "items": [{"product_id": products[0]["id"], "quantity": 1}],
-            "shipping_address": {
-                "line1": "1 Trace Street",
-                "city": "Seoul",
-                "postal_code": "04524",
-                "country": "KR",
-            },
-            "payment_token": "tok_visa",
-        },
-    )
+    # The gateway's SERVER span of this request carries the id (emporium.request_id).
+    with httpx.Client(
+        base_url=GATEWAY, timeout=20.0, headers={"X-Request-Id": request_id}
+    ) as tagged:
+        order = place_order(tagged, auth, products[0]["id"])
     assert order.status_code in (201, 202), order.text
     order_id = order.json()["id"]
     status = "PENDING"
