@@ -28,11 +28,14 @@ DEPLOY_TEST_TIMEOUT_S = 1800
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run the deployment tests last (their tools may still be building) with a timeout
-    that covers waiting for that build; every other test keeps its order."""
+    that covers waiting for that build, and just before them the tests marked
+    `waits_for_build` (the OpenTelemetry Collector, .ci/otelcol.sh); every other test keeps
+    its order."""
     deploy = [item for item in items if DEPLOY_TESTS in Path(str(item.path)).parents]
-    if not deploy:
+    built = [i for i in items if i not in deploy and i.get_closest_marker("waits_for_build")]
+    if not deploy and not built:
         return
     for item in deploy:
         item.add_marker(pytest.mark.timeout(DEPLOY_TEST_TIMEOUT_S))
-    rest = [item for item in items if item not in deploy]
-    items[:] = rest + deploy
+    rest = [item for item in items if item not in deploy and item not in built]
+    items[:] = rest + built + deploy

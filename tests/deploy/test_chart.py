@@ -61,6 +61,14 @@ SECRET_URLS = {
 }
 
 
+# The workloads of the traces pipeline (templates/tracing.yaml), not catalog services.
+TRACING = {"otel-collector", "jaeger"}
+
+
+def part_of(obj: dict[str, Any]) -> str:
+    return str(obj["metadata"]["labels"]["app.kubernetes.io/part-of"])
+
+
 def k8s_name(catalog_name: str) -> str:
     return catalog_name.replace("_", "-")
 
@@ -80,8 +88,11 @@ def container(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_every_catalog_service_runs_with_its_ports_and_command(env: str) -> None:
     docs = render(env)
-    names = {d["metadata"]["name"] for d in of_kind(docs, "Deployment", "Rollout")}
+    workloads = of_kind(docs, "Deployment", "Rollout")
+    names = {d["metadata"]["name"] for d in workloads if part_of(d) == "emporium"}
     assert names == {k8s_name(s.name) for s in SERVICES}
+    # Besides them only the tracing pipeline's own workloads (tracing.yaml).
+    assert {d["metadata"]["name"] for d in workloads if part_of(d) != "emporium"} <= TRACING
     for info in SERVICES:
         c = container(docs, k8s_name(info.name))
         assert c["args"] == ["run", info.name]
@@ -350,3 +361,45 @@ def test_helm_lint_is_clean_for_every_environment(env: str) -> None:
     """`helm lint --strict`: warnings fail too."""
     out = helm("lint", "--strict", str(CHART), "-f", str(values_file(env)))
     assert "1 chart(s) linted, 0 chart(s) failed" in out
+
+
+def test_traces_go_from_every_service_to_the_collector_and_on_to_jaeger() -> None:
+    """The pods send OTLP to the release's collector, which tail-samples (errors, slow
+    traces, a share of the rest) and exports to Jaeger; the mesh and the network policies
+    open exactly services -> collector -> Jaeger."""
+    docs = render("production")
+    config = find(docs, "ConfigMap", "emporium-config")["data"]
+    assert config["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"http://otel-collector.{NAMESPACE}.svc:4317"
+    ports = {p["port"] for p in find(docs, "Service", "otel-collector")["spec"]["ports"]}
+    assert {4317, 4318} <= ports
+    collector = yaml.safe_load(find(docs, "ConfigMap", "otel-collector")["data"]["otelcol.yaml"])
+    pipeline = collector["service"]["pipelines"]["traces"]
+    assert pipeline["processors"] == ["memory_limiter", "tail_sampling", "batch"]
+    policies = collector["processors"]["tail_sampling"]["policies"]
+    assert {p["type"] for p in policies} == {"status_code", "latency", "probabilistic"}
+    (exporter,) = pipeline["exporters"]
+    host, port = collector["exporters"][exporter]["endpoint"].split(":")
+    assert int(port) in {p["port"] for p in find(docs, "Service", host)["spec"]["ports"]}
+    assert host == "jaeger"
+    assert set(principals(find(docs, "AuthorizationPolicy", "otel-collector"))) == {
+        k8s_name(s.name) for s in SERVICES
+    }
+    assert set(principals(find(docs, "AuthorizationPolicy", "jaeger"))) == {"otel-collector"}
+    (rule,) = find(docs, "NetworkPolicy", "jaeger")["spec"]["ingress"]
+    assert [p["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for p in rule["from"]] == [
+        "otel-collector"
+    ]
+    for info in SERVICES:
+        egress = find(docs, "NetworkPolicy", k8s_name(info.name))["spec"]["egress"]
+        assert any(
+            peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+            == "otel-collector"
+            for rule in egress
+            for peer in rule.get("to", [])
+        ), info.name
+    off = render("production", "observability.tracing.enabled=false")
+    assert not [d for d in off if d["metadata"]["name"] in TRACING]
+    assert (
+        find(off, "ConfigMap", "emporium-config")["data"]["OTEL_EXPORTER_OTLP_ENDPOINT"]
+        == (yaml.safe_load((CHART / "values.yaml").read_text())["observability"]["otlpEndpoint"])
+    )

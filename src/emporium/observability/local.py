@@ -1,14 +1,20 @@
 """`make observe`: Prometheus and Alertmanager (Debian's packages) for the running `make up`
-platform, with the generated configuration, their data under `var/observe/`, until Ctrl-C.
+platform, with the generated configuration, their data under `var/observe/`, until Ctrl-C; and,
+where it is built (`.ci/otelcol.sh build`), the OpenTelemetry Collector (observability.traces),
+receiving OTLP and writing every span to `var/observe/traces/spans.jsonl`: start the platform
+with `OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 make up` to send it the traces.
 
 The configuration is copied to `var/observe/` with local paths: Alertmanager's secret files
 are `var/observe/secrets/{pagerduty-routing-key,slack-webhook-url}` (empty until you fill
 them: notifications then fail, alerts still show in the UI). `EMPORIUM_PROMETHEUS_PORT` and
-`EMPORIUM_ALERTMANAGER_PORT` move the two servers (default 9090 and 9093).
+`EMPORIUM_ALERTMANAGER_PORT` move the two servers (default 9090 and 9093);
+`EMPORIUM_OTLP_GRPC_PORT`, `EMPORIUM_OTLP_HTTP_PORT` and `EMPORIUM_OTELCOL_HEALTH_PORT` the
+collector (default 4317, 4318 and 13133).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -18,7 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from emporium.observability import alertmanager, generate, prometheus
+from emporium.observability import alertmanager, generate, prometheus, traces
 
 DEPLOY = Path("deploy/observability")
 
@@ -65,6 +71,18 @@ def prepare(run_dir: Path, prom_port: int, am_port: int) -> tuple[list[str], lis
     return prom_cmd, am_cmd
 
 
+def prepare_collector(run_dir: Path, grpc: int, http: int, health: int) -> list[str] | None:
+    """The collector's command line and configuration, or None when it is not built."""
+    binary = traces.collector_binary()
+    if binary is None:
+        return None
+    out = run_dir / "traces"
+    out.mkdir(parents=True, exist_ok=True)
+    config = traces.collector_config(grpc, http, health, out / "spans.jsonl")
+    (out / "otelcol.yaml").write_text(json.dumps(config, indent=2))
+    return [binary, f"--config={out / 'otelcol.yaml'}"]
+
+
 def _stop(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -79,8 +97,19 @@ def main() -> int:
     run_dir = data_dir / "observe"
     prom_port = int(os.environ.get("EMPORIUM_PROMETHEUS_PORT", "9090"))
     am_port = int(os.environ.get("EMPORIUM_ALERTMANAGER_PORT", "9093"))
-    commands = prepare(run_dir, prom_port, am_port)
-    logs = [(run_dir / f"{name}.log").open("w") for name in ("prometheus", "alertmanager")]
+    grpc_port = int(os.environ.get("EMPORIUM_OTLP_GRPC_PORT", "4317"))
+    http_port = int(os.environ.get("EMPORIUM_OTLP_HTTP_PORT", "4318"))
+    health_port = int(os.environ.get("EMPORIUM_OTELCOL_HEALTH_PORT", "13133"))
+    commands = list(prepare(run_dir, prom_port, am_port))
+    names = ["prometheus", "alertmanager"]
+    # What each server answers 200 on once it is up.
+    ready = [f"http://127.0.0.1:{prom_port}/-/ready", f"http://127.0.0.1:{am_port}/-/ready"]
+    collector = prepare_collector(run_dir, grpc_port, http_port, health_port)
+    if collector is not None:
+        commands.append(collector)
+        names.append("traces/otelcol")
+        ready.append(f"http://127.0.0.1:{health_port}/")
+    logs = [(run_dir / f"{name}.log").open("w") for name in names]
     procs = [
         subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         for cmd, log in zip(commands, logs, strict=True)
@@ -89,16 +118,27 @@ def main() -> int:
         "Prometheus (targets, rules, alerts)": f"http://127.0.0.1:{prom_port}",
         "Alertmanager (alerts, silences)": f"http://127.0.0.1:{am_port}",
     }
+    if collector is not None:
+        urls |= {
+            "OpenTelemetry Collector, OTLP/gRPC (OTEL_EXPORTER_OTLP_ENDPOINT)": (
+                f"http://127.0.0.1:{grpc_port}"
+            ),
+            "OpenTelemetry Collector, OTLP/HTTP": f"http://127.0.0.1:{http_port}",
+        }
     try:
         deadline = time.monotonic() + 60
-        while not all(_ready(f"{u}/-/ready") for u in urls.values()):
+        while not all(_ready(u) for u in ready):
             if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
                 print(f"[observe] a server did not start; see {run_dir}/*.log", file=sys.stderr)
                 return 1
             time.sleep(0.2)
         for what, url in urls.items():
             print(f"[observe] {what}: {url}")
-        print(f"[observe] logs and data under {run_dir}; Ctrl-C stops both", flush=True)
+        if collector is None:
+            print("[observe] no OpenTelemetry Collector (not built: .ci/otelcol.sh build)")
+        else:
+            print(f"[observe] spans (OTLP JSON lines): {run_dir / 'traces' / 'spans.jsonl'}")
+        print(f"[observe] logs and data under {run_dir}; Ctrl-C stops them all", flush=True)
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
         return 1
