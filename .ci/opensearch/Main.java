@@ -5,13 +5,18 @@ import org.codelibs.opensearch.runner.OpenSearchRunner;
 public class Main {
     public static void main(String[] args) throws Exception {
         OpenSearchRunner runner = new OpenSearchRunner();
-        runner.onBuild((number, settings) -> {
-            settings.put("network.host", "127.0.0.1");
-            settings.put("http.port", args[1]);
-            settings.put("transport.port", args[2]);
-        }).build(OpenSearchRunner.newConfigs().numOfNode(1).basePath(args[0])
-            .clusterName("ci").disableESLogger());
-        runner.ensureYellow();
+        try {
+            runner.onBuild((number, settings) -> {
+                settings.put("network.host", "127.0.0.1");
+                settings.put("http.port", args[1]);
+                settings.put("transport.port", args[2]);
+            }).build(OpenSearchRunner.newConfigs().numOfNode(1).basePath(args[0])
+                .clusterName("ci").disableESLogger());
+            runner.ensureYellow();
+        } catch (Throwable e) {  // the node's threads would keep a failed JVM alive
+            e.printStackTrace();
+            Runtime.getRuntime().halt(1);
+        }
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             try { runner.close(); } catch (Exception e) { e.printStackTrace(); }
         }));
