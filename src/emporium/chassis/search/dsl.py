@@ -32,6 +32,10 @@ from emporium.chassis.search.base import (
 )
 
 MAX_FACET_VALUES = 1000
+# Creating the index (or growing its mapping) waits for the cluster to apply it, up to the
+# server's own 30 s acknowledgement timeout: the clients' 10 s default is too short for a
+# busy cluster, and these calls happen once per process.
+ADMIN_TIMEOUT_SECONDS = 60
 
 MAPPING: dict[str, Any] = {
     "dynamic": False,

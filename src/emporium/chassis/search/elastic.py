@@ -14,7 +14,7 @@ from elasticsearch import AsyncElasticsearch, NotFoundError
 from elasticsearch.helpers import async_bulk
 
 from emporium.chassis.search.cluster import ClusterIndex
-from emporium.chassis.search.dsl import MAPPING
+from emporium.chassis.search.dsl import ADMIN_TIMEOUT_SECONDS, MAPPING
 
 
 class ElasticsearchIndex(ClusterIndex):
@@ -26,12 +26,16 @@ class ElasticsearchIndex(ClusterIndex):
         return AsyncElasticsearch(http_url)
 
     async def _create_index(self, client: AsyncElasticsearch) -> None:
-        await client.options(ignore_status=400).indices.create(
+        await client.options(
+            ignore_status=400, request_timeout=ADMIN_TIMEOUT_SECONDS
+        ).indices.create(
             index=self.index_name, mappings=MAPPING
         )  # 400 = created meanwhile by another replica
 
     async def _grow_mapping(self, client: AsyncElasticsearch) -> None:
-        await client.indices.put_mapping(index=self.index_name, properties=MAPPING["properties"])
+        await client.options(request_timeout=ADMIN_TIMEOUT_SECONDS).indices.put_mapping(
+            index=self.index_name, properties=MAPPING["properties"]
+        )
 
     async def _bulk(
         self, client: AsyncElasticsearch, actions: list[dict[str, Any]], strict: bool

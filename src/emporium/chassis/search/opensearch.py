@@ -16,7 +16,7 @@ from opensearchpy import AsyncOpenSearch, NotFoundError, RequestError
 from opensearchpy.helpers import async_bulk
 
 from emporium.chassis.search.cluster import ClusterIndex
-from emporium.chassis.search.dsl import MAPPING
+from emporium.chassis.search.dsl import ADMIN_TIMEOUT_SECONDS, MAPPING
 
 
 class OpenSearchIndex(ClusterIndex):
@@ -29,14 +29,20 @@ class OpenSearchIndex(ClusterIndex):
 
     async def _create_index(self, client: AsyncOpenSearch) -> None:
         try:
-            await client.indices.create(index=self.index_name, body={"mappings": MAPPING})
+            await client.indices.create(
+                index=self.index_name,
+                body={"mappings": MAPPING},
+                request_timeout=ADMIN_TIMEOUT_SECONDS,
+            )
         except RequestError as e:  # created meanwhile by another replica
             if e.error != "resource_already_exists_exception":
                 raise
 
     async def _grow_mapping(self, client: AsyncOpenSearch) -> None:
         await client.indices.put_mapping(
-            index=self.index_name, body={"properties": MAPPING["properties"]}
+            index=self.index_name,
+            body={"properties": MAPPING["properties"]},
+            request_timeout=ADMIN_TIMEOUT_SECONDS,
         )
 
     async def _bulk(
