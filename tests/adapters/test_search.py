@@ -4,6 +4,7 @@ this machine's registries)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -248,3 +249,19 @@ def test_cluster_urls_pick_their_adapter_and_are_kept_as_given() -> None:
         assert http_url(url) == connects_to
     with pytest.raises(ValueError, match="opensearch"):
         open_search("solr://search:8983")
+
+
+@pytest.mark.parametrize("backend", ["opensearch", "elasticsearch"])
+async def test_replicas_creating_the_index_at_once_all_succeed(backend: str) -> None:
+    """Several search-service replicas starting together on a new index: each finds it missing
+    and creates it; the ones that lose the race use the winner's index."""
+    url, name = backend_url(backend), f"products-test-{uuid.uuid4().hex[:12]}"
+    replicas = [open_search(url, name) for _ in range(4)]
+    try:
+        await asyncio.gather(*(r.ping() for r in replicas))
+        await replicas[0].upsert(PRODUCTS[:1])
+        await replicas[0].refresh()
+        for r in replicas:
+            assert ids((await r.search(SearchQuery("headphones"))).hits) == ["p1"]
+    finally:
+        await asyncio.gather(*(r.close() for r in replicas))
