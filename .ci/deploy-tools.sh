@@ -21,7 +21,8 @@ CONFTEST=v0.71.1
 KWOK=v0.8.0
 ETCD=v3.6.16
 KUBERNETES=v1.37.2   # kube-apiserver, kube-scheduler, kube-controller-manager
-ALL_TOOLS="helm kubeconform conftest kwok etcd kube"
+ROLLOUTS=v1.8.5      # the Argo Rollouts controller (1.9+ needs a newer Go)
+ALL_TOOLS="helm kubeconform conftest kwok etcd kube rollouts"
 
 dir_of() {
   case $1 in
@@ -30,7 +31,9 @@ dir_of() {
     conftest) echo "$cache/conftest-$CONFTEST" ;;
     kwok) echo "$cache/kwok-$KWOK" ;;
     etcd) echo "$cache/etcd-$ETCD" ;;
-    kube|kube-apiserver|kube-scheduler|kube-controller-manager) echo "$cache/kube-$KUBERNETES" ;;
+    # "-versioned": built with the version ldflags (an older cache dir without them says v0.0.0).
+    kube|kube-apiserver|kube-scheduler|kube-controller-manager) echo "$cache/kube-$KUBERNETES-versioned" ;;
+    rollouts|rollouts-controller) echo "$cache/rollouts-$ROLLOUTS" ;;
     *) echo "unknown tool: $1" >&2; return 2 ;;
   esac
 }
@@ -44,9 +47,9 @@ go_install() {  # tool module@version
 }
 
 # etcd and Kubernetes refuse `go install` (replace directives): build them in a scratch module.
-scratch_build() {  # out-dir module@version requires-script packages...
-  local out=$1 tmp mod
-  shift
+scratch_build() {  # out-dir ldflags requires-script packages...
+  local out=$1 ldflags=$2 tmp mod
+  shift 2
   tmp=$(mktemp -d "$out.XXXXXX")
   mod=$(mktemp -d "$cache/mod.XXXXXX")
   (
@@ -54,10 +57,37 @@ scratch_build() {  # out-dir module@version requires-script packages...
     go mod init emporium.local/tools >/dev/null 2>&1
     eval "$1"
     shift
-    go mod tidy >/dev/null 2>&1 || true
-    go build -trimpath -ldflags='-s -w' -o "$tmp/" "$@"
+    # `go get` of the packages themselves records them and their go.sum lines (`go mod tidy`
+    # would drop requirements that no source file of the scratch module imports).
+    go get "$@" >/dev/null
+    go build -trimpath -ldflags="-s -w $ldflags" -o "$tmp/" "$@"
   ) >&2
   rm -rf "$mod" "$out"; mv "$tmp" "$out"
+}
+
+# What `make` in a Kubernetes checkout stamps into the binaries: without it they report v0.0.0,
+# which helm's `kubeVersion` constraint refuses.
+kube_ldflags() {
+  local minor=${KUBERNETES#v1.}
+  minor=${minor%%.*}
+  local v="" p
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    v="$v -X $p.gitVersion=$KUBERNETES -X $p.gitMajor=1 -X $p.gitMinor=$minor"
+    v="$v -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
+  done
+  echo "$v"
+}
+
+# Argo Rollouts points k8s.io/* at v0.0.0 and replaces them with releases: a module that requires
+# it must carry the same replace directives (go does not apply a dependency's).
+rollouts_requires() {
+  local gomod
+  gomod=$(go mod download -json "github.com/argoproj/argo-rollouts@$ROLLOUTS" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  awk '/^replace \(/{f=1;next} f&&/^\)/{f=0} f{print} /^replace [^(]/{sub(/^replace /,""); print}' "$gomod" |
+    sed -E 's/ v0\.0\.0 =>/ =>/; s/^([^ ]+) => ([^ ]+) ([^ ]+)$/\1=\2@\3/' | while read -r r; do
+      go mod edit -replace="$r"
+    done
+  go mod edit -require="github.com/argoproj/argo-rollouts@$ROLLOUTS"
 }
 
 kube_requires() {
@@ -82,12 +112,14 @@ build_one() {
     kubeconform) go_install "$out" "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM" ;;
     conftest) go_install "$out" "github.com/open-policy-agent/conftest@$CONFTEST" ;;
     kwok) go_install "$out" "sigs.k8s.io/kwok/cmd/kwok@$KWOK" ;;
-    etcd) scratch_build "$out" "go get go.etcd.io/etcd/server/v3@$ETCD >/dev/null 2>&1" \
+    etcd) scratch_build "$out" "" "go get go.etcd.io/etcd/server/v3@$ETCD >/dev/null 2>&1" \
             go.etcd.io/etcd/server/v3
           mv "$out/server" "$out/etcd" ;;  # go names a /v3 module's binary after its parent
-    kube) scratch_build "$out" kube_requires \
+    kube) scratch_build "$out" "$(kube_ldflags)" kube_requires \
             k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-scheduler \
             k8s.io/kubernetes/cmd/kube-controller-manager ;;
+    rollouts) scratch_build "$out" "" rollouts_requires \
+            github.com/argoproj/argo-rollouts/cmd/rollouts-controller ;;
   esac
   log "built $tool in $((SECONDS - t0)) s"
 }

@@ -7,10 +7,13 @@
 #
 # Usage: .ci/kube.sh start   start it (certificates, components, nodes), wait until the nodes are Ready,
 #                            print `export KUBECONFIG=...`; on failure print the component logs, exit 1
+#        .ci/kube.sh rollouts  start the Argo Rollouts controller (after its CRDs are installed:
+#                            it refuses to start without them), wait until it is healthy
 #        .ci/kube.sh stop    stop what start started (pid files in the work dir)
 #        .ci/kube.sh env     print `export KUBECONFIG=...`
 # Work dir: ${EMPORIUM_KUBE_WORK:-.ci/work/kube}. Ports (own loopback: run it in a sandbox/netns):
-# etcd ${EMPORIUM_KUBE_ETCD_PORT:-2379}, API server ${EMPORIUM_KUBE_PORT:-6443}.
+# etcd ${EMPORIUM_KUBE_ETCD_PORT:-2379}, API server ${EMPORIUM_KUBE_PORT:-6443}, Rollouts controller
+# health ${EMPORIUM_KUBE_ROLLOUTS_PORT:-18091} and metrics (that port + 1).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 work=${EMPORIUM_KUBE_WORK:-$here/work/kube}
@@ -198,6 +201,19 @@ start_all() {
   echo "export KUBECONFIG=$kubeconfig"
 }
 
+# The Argo Rollouts controller, out of cluster like the other components: it acts on the Rollouts
+# (ReplicaSets, Services' selectors, the Istio VirtualServices' weights, AnalysisRuns).
+start_rollouts() {
+  local bin port=${EMPORIUM_KUBE_ROLLOUTS_PORT:-18091}
+  bin=$("$here/deploy-tools.sh" path rollouts-controller)
+  [ -f "$work/rollouts-controller.pid" ] && kill -0 "$(cat "$work/rollouts-controller.pid")" 2>/dev/null &&
+    { log "rollouts controller already running"; return 0; }
+  spawn rollouts-controller "$bin" --kubeconfig "$kubeconfig" --leader-elect=false \
+    --healthzPort "$port" --metricsport "$((port + 1))" --loglevel info
+  wait_for 60 "rollouts controller" curl -sf "http://127.0.0.1:$port/healthz"
+  log "rollouts controller up"
+}
+
 stop_all() {
   local p pid i
   for p in kwok kube-scheduler kube-controller-manager rollouts-controller kube-apiserver etcd; do
@@ -214,7 +230,8 @@ stop_all() {
 
 case ${1:-} in
   start) start_all ;;
+  rollouts) start_rollouts ;;
   stop) stop_all; log "stopped" ;;
   env) echo "export KUBECONFIG=$kubeconfig" ;;
-  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|rollouts|stop|env" >&2; exit 2 ;;
 esac

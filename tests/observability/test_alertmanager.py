@@ -5,10 +5,12 @@ secret."""
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
 
+from emporium.observability import alertmanager, generate
 from emporium.observability.alertmanager import slack_channel
 from emporium.observability.slo import OWNERS, TEAMS
 from tests.observability.tools import ROOT, tool
@@ -100,3 +102,30 @@ def test_a_down_service_inhibits_its_slo_alerts() -> None:
     )
     assert rule["target_matchers"] == ['alertname=~"SLO.+"']
     assert rule["equal"] == ["service"]
+
+
+def test_a_test_rendering_changes_only_waits_secret_paths_and_the_events_url(
+    tmp_path: Path,
+) -> None:
+    """`config(timing, secrets, pagerduty_url)` (the delivery test's) is the same routing with
+    other waits, the secret files elsewhere and another Events API endpoint; amtool takes it."""
+    fast = alertmanager.Timing("1s", "1s", "1h", "1s", "1h", "30s")
+    url = "http://127.0.0.1:9/v2/enqueue"
+    config = alertmanager.config(fast, secrets=str(tmp_path), pagerduty_url=url)
+    assert config["global"] == {"resolve_timeout": "30s"}
+    assert (config["route"]["group_wait"], config["route"]["group_interval"]) == ("1s", "1s")
+    assert config["route"]["routes"][0]["group_wait"] == "1s"
+    pagerduty = config["receivers"][0]["pagerduty_configs"][0]
+    assert pagerduty["url"] == url
+    assert pagerduty["routing_key_file"] == str(tmp_path / "pagerduty-routing-key")
+    slack_files = {r["slack_configs"][0]["api_url_file"] for r in config["receivers"][1:]}
+    assert slack_files == {str(tmp_path / "slack-webhook-url")}
+    production = alertmanager.config()
+    assert config["inhibit_rules"] == production["inhibit_rules"]
+    assert [r.get("matchers") for r in config["route"]["routes"]] == [
+        r.get("matchers") for r in production["route"]["routes"]
+    ]
+    assert "url" not in production["receivers"][0]["pagerduty_configs"][0]
+    (tmp_path / "am.yml").write_text(generate.render(config))
+    result = _amtool("check-config", str(tmp_path / "am.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import io
 import time
-import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
 
-from emporium.observability import dashboards, prometheus
-from tests.e2e.platform import GATEWAY, running_platform, wait_healthy
-from tests.observability.test_inhibition import _free_port
+from emporium.observability import dashboards
+from tests.e2e.platform import GATEWAY
 from tests.observability.tools import ROOT as OBSERVABILITY
-from tests.observability.tools import running_prometheus
+from tests.observability.tools import (
+    demo_products,
+    fast_prometheus_config,
+    instant,
+    observed_platform,
+    place_order,
+    signed_up,
+)
 
 ADMIN_EMAIL = "admin@emporium.local"
 ADMIN_PASSWORD = "dashboards-admin-pw-1"
@@ -34,63 +38,23 @@ RULES = OBSERVABILITY / "prometheus" / "rules"
 def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("dashboards")
     env = {"EMPORIUM_ADMIN_PASSWORD": ADMIN_PASSWORD, "EMPORIUM_GATEWAY_RATE_LIMIT": "1000"}
-    config = prometheus.config()
-    config["global"]["scrape_interval"] = FAST
-    config["global"]["evaluation_interval"] = FAST
-    config["rule_files"] = [str(RULES / "*.yml")]
-    with running_platform(tmp, env, demo=True) as platform:
-        wait_healthy()
-        try:
-            with running_prometheus(tmp / "prometheus", config, _free_port()) as url:
-                shop()
-                time.sleep(8)  # several scrapes and rule evaluations after the traffic
-                yield url
-        except BaseException:
-            print(platform.log())
-            print((tmp / "prometheus" / "prometheus.log").read_text(errors="replace")[-5000:])
-            raise
+    config = fast_prometheus_config(FAST, [str(RULES / "*.yml")])
+    with observed_platform(tmp, env, config) as (_, url):
+        shop()
+        time.sleep(8)  # several scrapes and rule evaluations after the traffic
+        yield url
 
 
 def shop() -> None:
     """Some of everything: browse, search, sign up, order with a card that pays."""
     client = httpx.Client(base_url=GATEWAY, timeout=20.0)
-    # The demo catalog loads after the platform turns healthy: wait for it.
-    products: list[dict[str, Any]] = []
-    for _ in range(300):
-        products = client.get("/api/v1/products").json()["items"]
-        if products:
-            break
-        time.sleep(0.2)
-    assert products, "the demo catalog never appeared"
-    for _ in range(300):  # and its stock after it
-        stock = client.get(f"/api/v1/inventory/{products[0]['sku']}")
-        if stock.status_code == 200 and stock.json().get("available", 0) > 0:
-            break
-        time.sleep(0.2)
+    products = demo_products(client)
     client.get("/api/v1/search", params={"q": "shirt"})
-    email, password = f"dash-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery"
-    assert client.post(
-        "/api/v1/auth/register", json={"email": email, "password": password, "name": "Dash"}
-    ).status_code in (200, 201)
-    tokens = client.post("/api/v1/auth/login", json={"email": email, "password": password}).json()
-    auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+    auth = signed_up(client, "dash")
     for product in products[:3]:
         client.get(f"/api/v1/products/{product['id']}")
     client.get("/api/v1/recommendations", headers=auth)
-    order = client.post(
-        "/api/v1/orders",
-        headers={**auth, "Idempotency-Key": uuid.uuid4().hex},
-        json={
-            "items": [{"product_id": products[0]["id"], "quantity": 1}],
-            "shipping_address": {
-                "line1": "1 Test Street",
-                "city": "Seoul",
-                "postal_code": "04524",
-                "country": "KR",
-            },
-            "payment_token": "tok_visa",
-        },
-    )
+    order = place_order(client, auth, products[0]["id"])
     assert order.status_code in (201, 202), order.text
     order_id = order.json()["id"]
     for _ in range(100):
@@ -116,13 +80,6 @@ def shop() -> None:
     assert uploaded.status_code in (200, 201), uploaded.text
     for report in ("sales", "top-products", "low-stock"):
         assert client.get(f"/api/v1/analytics/{report}", headers=admin).status_code == 200
-
-
-def instant(url: str, expr: str) -> list[dict[str, Any]]:
-    answer = httpx.get(f"{url}/api/v1/query", params={"query": expr}, timeout=10).json()
-    assert answer["status"] == "success", (expr, answer)
-    result: list[dict[str, Any]] = answer["data"]["result"]
-    return result
 
 
 @pytest.mark.parametrize("name", sorted(dashboards.dashboards()))

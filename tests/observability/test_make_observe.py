@@ -14,8 +14,7 @@ from pathlib import Path
 import httpx
 
 from emporium.chassis.catalog import SERVICES
-from tests.observability.test_inhibition import _free_port
-from tests.observability.tools import tool
+from tests.observability.tools import free_port, tool
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_make_observe_serves_prometheus_and_alertmanager(tmp_path: Path) -> None:
     tool("prometheus")
     tool("prometheus-alertmanager")
-    prom, am = _free_port(), _free_port()
+    prom, am = free_port(), free_port()
     env = {
         **os.environ,
         "EMPORIUM_DATA_DIR": str(tmp_path),

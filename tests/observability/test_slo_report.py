@@ -13,8 +13,7 @@ from emporium.observability import prometheus
 from emporium.observability.report import Measured, format_table
 from emporium.observability.slo import SLOS
 from tests.e2e.platform import GATEWAY, running_platform, wait_healthy
-from tests.observability.test_inhibition import _free_port
-from tests.observability.tools import running_prometheus, tool
+from tests.observability.tools import free_port, running_prometheus, tool
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_PASSWORD = "slo-report-admin-password-0123"
@@ -94,7 +93,7 @@ def test_emporium_slo_measures_a_running_platform(tmp_path: Path) -> None:
     with running_platform(tmp_path, {"EMPORIUM_ADMIN_PASSWORD": ADMIN_PASSWORD}):
         wait_healthy()
         # Scraping starts once the platform is up: its start is no outage.
-        with running_prometheus(tmp_path / "observe", config, _free_port()) as url:
+        with running_prometheus(tmp_path / "observe", config, free_port()) as url:
             bench, slo = _bench_then_slo(url, env)
     assert bench.returncode == 0, bench.stdout + bench.stderr
     assert slo.returncode == 0, slo.stderr

@@ -154,6 +154,18 @@ async def test_http_faults_fail_before_or_after_the_operation(ledger: Ledger) ->
         assert (await client.get("/v1/tokens/tok_nope")).status_code == 404
 
 
+async def test_a_token_fault_fails_the_token_check(ledger: Ledger) -> None:
+    """`token`: the provider is down for the check order-service makes before each order."""
+    transport = httpx.ASGITransport(app=create_app(ledger))
+    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
+        await client.put("/v1/sandbox/faults/token", json={"mode": "fail", "count": 1})
+        failed = await client.get("/v1/tokens/tok_visa")
+        assert (failed.status_code, failed.json()["error"]) == (503, "injected_fault")
+        assert (await client.get("/v1/tokens/tok_visa")).status_code == 200  # used up
+        await client.put("/v1/sandbox/faults/token", json={"mode": "lost", "count": 1})
+        assert (await client.get("/v1/tokens/tok_visa")).status_code == 503
+
+
 @pytest.mark.parametrize(
     "token",
     ["tok_visa?x", "tok_visa/", "tok_visa#", "\x00tok", "tok\nvisa", "tökén", "../tok_visa"],

@@ -3,11 +3,16 @@ Slack channel, generated from the service catalog's owners (`slo.OWNERS`).
 
 No secret is in it: the PagerDuty routing key and the Slack webhook URL are read from files
 (`routing_key_file`, `api_url_file`) that the deployment mounts (a Kubernetes Secret in the
-cluster, files under the run directory for `make observe`).
+cluster, files under the run directory for `make observe`); `config(secrets=...)` says where.
+
+`Timing` holds the waits (group_wait, group_interval, repeat_interval, resolve_timeout): the
+defaults are production's; the end-to-end delivery test renders the same configuration with
+waits of a second (tests/observability/test_alert_delivery.py).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from emporium.observability.slo import OWNERS, TEAMS
@@ -18,16 +23,33 @@ SLACK_URL_FILE = f"{SECRETS_DIR}/slack-webhook-url"
 DEFAULT_TEAM = "platform"
 
 
+@dataclass(frozen=True)
+class Timing:
+    """How long Alertmanager waits: before the first notification of a group (pages sooner),
+    between two notifications of a changed group, before repeating an unchanged one, and
+    before it calls an alert that is no longer sent resolved."""
+
+    group_wait: str = "30s"
+    group_interval: str = "5m"
+    repeat_interval: str = "4h"
+    page_group_wait: str = "10s"
+    page_repeat_interval: str = "1h"
+    resolve_timeout: str = "5m"
+
+
+PRODUCTION = Timing()
+
+
 def slack_channel(team: str) -> str:
     return f"#emporium-{team}-alerts"
 
 
-def _slack(team: str) -> dict[str, Any]:
+def _slack(team: str, url_file: str) -> dict[str, Any]:
     return {
         "name": f"slack-{team}",
         "slack_configs": [
             {
-                "api_url_file": SLACK_URL_FILE,
+                "api_url_file": url_file,
                 "channel": slack_channel(team),
                 "send_resolved": True,
                 "title": "[{{ .Status | toUpper }}] {{ .CommonLabels.alertname }} "
@@ -39,7 +61,23 @@ def _slack(team: str) -> dict[str, Any]:
     }
 
 
-def config() -> dict[str, Any]:
+def config(
+    timing: Timing = PRODUCTION, secrets: str = SECRETS_DIR, pagerduty_url: str | None = None
+) -> dict[str, Any]:
+    """The configuration; `secrets` is the directory of the two secret files, `pagerduty_url`
+    another Events API v2 endpoint than PagerDuty's own (a test's receiver)."""
+    key_file = PAGERDUTY_KEY_FILE.replace(SECRETS_DIR, secrets, 1)
+    url_file = SLACK_URL_FILE.replace(SECRETS_DIR, secrets, 1)
+    pagerduty: dict[str, Any] = {
+        "routing_key_file": key_file,
+        "send_resolved": True,
+        "severity": "critical",
+        "description": "{{ .CommonLabels.alertname }} {{ .CommonLabels.service }}"
+        ": {{ .CommonAnnotations.summary }}",
+        "details": {"runbook_url": "{{ .CommonAnnotations.runbook_url }}"},
+    }
+    if pagerduty_url is not None:
+        pagerduty["url"] = pagerduty_url
     team_routes = []
     for team in TEAMS:
         services = sorted(s for s, owner in OWNERS.items() if owner == team)
@@ -48,19 +86,19 @@ def config() -> dict[str, Any]:
                 {"receiver": f"slack-{team}", "matchers": [f'service=~"{"|".join(services)}"']}
             )
     return {
-        "global": {"resolve_timeout": "5m"},
+        "global": {"resolve_timeout": timing.resolve_timeout},
         "route": {
             "receiver": f"slack-{DEFAULT_TEAM}",
             "group_by": ["alertname", "service"],
-            "group_wait": "30s",
-            "group_interval": "5m",
-            "repeat_interval": "4h",
+            "group_wait": timing.group_wait,
+            "group_interval": timing.group_interval,
+            "repeat_interval": timing.repeat_interval,
             "routes": [
                 {
                     "receiver": "pagerduty",
                     "matchers": ['severity="page"'],
-                    "group_wait": "10s",
-                    "repeat_interval": "1h",
+                    "group_wait": timing.page_group_wait,
+                    "repeat_interval": timing.page_repeat_interval,
                 },
                 *team_routes,
             ],
@@ -78,19 +116,7 @@ def config() -> dict[str, Any]:
             },
         ],
         "receivers": [
-            {
-                "name": "pagerduty",
-                "pagerduty_configs": [
-                    {
-                        "routing_key_file": PAGERDUTY_KEY_FILE,
-                        "send_resolved": True,
-                        "severity": "critical",
-                        "description": "{{ .CommonLabels.alertname }} {{ .CommonLabels.service }}"
-                        ": {{ .CommonAnnotations.summary }}",
-                        "details": {"runbook_url": "{{ .CommonAnnotations.runbook_url }}"},
-                    }
-                ],
-            },
-            *(_slack(team) for team in TEAMS),
+            {"name": "pagerduty", "pagerduty_configs": [pagerduty]},
+            *(_slack(team, url_file) for team in TEAMS),
         ],
     }

@@ -37,9 +37,7 @@ def prepare(run_dir: Path, prom_port: int, am_port: int) -> tuple[list[str], lis
     secrets.mkdir(parents=True, exist_ok=True)
     for name in (alertmanager.PAGERDUTY_KEY_FILE, alertmanager.SLACK_URL_FILE):
         (secrets / Path(name).name).touch()
-    am_text = generate.render(alertmanager.config()).replace(
-        alertmanager.SECRETS_DIR, str(secrets.resolve())
-    )
+    am_text = generate.render(alertmanager.config(secrets=str(secrets.resolve())))
     (run_dir / "alertmanager.yml").write_text(am_text)
     prom = prometheus.config()
     prom["rule_files"] = [str((DEPLOY / "prometheus" / "rules").resolve() / "*.yml")]

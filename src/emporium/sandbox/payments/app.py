@@ -10,6 +10,7 @@ Shaped like a card provider's API (JSON, the merchant's key in an `Idempotency-K
 | POST | /v1/payments/{key}/void | never take money for the key (cancel, reverse or fence) |
 | POST | /v1/payments/{key}/refund | give a capture back |
 | PUT | /v1/sandbox/faults/{operation} | `{mode: fail\\|lost, count}`: the next calls fail |
+|  |  | (`charge`, `lookup`, `void`, `refund`, `token`: the token check) |
 | DELETE | /v1/sandbox/faults | disarm every fault |
 | GET | /v1/sandbox/ledger | every payment with what was captured, refunded, reversed |
 
@@ -99,6 +100,7 @@ def create_app(ledger: Ledger) -> FastAPI:
 
     @app.get("/v1/tokens/{token}")
     async def token_kind(token: str) -> dict[str, str]:
+        lost(await faulted(Operation.TOKEN), Operation.TOKEN)  # a read: lost is a failure too
         if token not in TOKENS:
             raise SandboxError(404, "unknown_token", f"unknown payment token {token!r}")
         return {"token": token, "kind": TOKENS[token].behaviour.value}

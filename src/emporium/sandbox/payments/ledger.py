@@ -72,6 +72,7 @@ class Operation(StrEnum):
     LOOKUP = "lookup"
     VOID = "void"
     REFUND = "refund"
+    TOKEN = "token"  # the token check (GET /v1/tokens/{token}): a provider that is down
 
 
 class FaultMode(StrEnum):
