@@ -19,6 +19,7 @@ REAL_BACKENDS: dict[str, str] = {
     "mongodb": "EMPORIUM_TEST_MONGODB_URL",
     "s3": "EMPORIUM_TEST_S3_URL",
     "elasticsearch": "EMPORIUM_TEST_ELASTICSEARCH_URL",
+    "opensearch": "EMPORIUM_TEST_OPENSEARCH_URL",
     "clickhouse": "EMPORIUM_TEST_CLICKHOUSE_URL",
     # not a server but the command that runs Debezium on the outboxes (tests/cdc_support.py)
     "debezium": "EMPORIUM_TEST_DEBEZIUM_LAUNCHER",
@@ -45,9 +46,11 @@ def backend_url(name: str) -> str:
             f"(README, support table); point {var} at one to run these tests"
         )
     else:
-        script = {"mongodb": ".ci/mongodb.sh", "debezium": ".ci/debezium.sh"}.get(
-            name, ".ci/backends.sh"
-        )
+        script = {
+            "mongodb": ".ci/mongodb.sh",
+            "debezium": ".ci/debezium.sh",
+            "opensearch": ".ci/opensearch.sh",
+        }.get(name, ".ci/backends.sh")
         reason = f'no real {name} server: set {var} (`eval "$({script} start)"`)'
     if require_real_backends() and name not in NOT_INSTALLABLE:
         pytest.fail(f"EMPORIUM_REQUIRE_REAL_BACKENDS=1 but {reason}")

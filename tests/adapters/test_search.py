@@ -1,8 +1,10 @@
-"""Contract suite of the search port: Tantivy on disk and a real Elasticsearch (skipped when
-none is configured: no server can be installed from this machine's registries)."""
+"""Contract suite of the search port: Tantivy on disk, a real OpenSearch node (.ci/opensearch.sh)
+and a real Elasticsearch (skipped when none is configured: no server can be installed from
+this machine's registries)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -71,13 +73,13 @@ PRODUCTS: list[dict[str, Any]] = [
 ]
 
 
-@pytest.fixture(params=["tantivy", "elasticsearch"], ids=["tantivy", "elasticsearch"])
+@pytest.fixture(params=["tantivy", "opensearch", "elasticsearch"])
 async def index(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SearchIndex]:
     name = f"products-test-{uuid.uuid4().hex[:12]}"
     if request.param == "tantivy":
         idx = open_search(f"tantivy://{tmp_path}/index", name)
     else:
-        idx = open_search(backend_url("elasticsearch"), name)
+        idx = open_search(backend_url(request.param), name)
     await idx.ping()
     yield idx
     await idx.close()
@@ -221,3 +223,45 @@ async def test_tombstones_are_kept_for_get_but_never_searched(loaded: SearchInde
     await loaded.upsert([PRODUCTS[0]])  # a newer upsert brings it back
     await loaded.refresh()
     assert (await loaded.search(SearchQuery())).total == 5
+
+
+def test_cluster_urls_pick_their_adapter_and_are_kept_as_given() -> None:
+    """`opensearch[s]://` opens OpenSearch and `elasticsearch://`/`http[s]://` Elasticsearch;
+    each keeps the URL it was given (so reopening `index.url` picks the same adapter) and
+    connects over the http(s) URL it stands for."""
+    from emporium.chassis.search.dsl import http_url
+    from emporium.chassis.search.elastic import ElasticsearchIndex
+    from emporium.chassis.search.opensearch import OpenSearchIndex
+
+    cases = {
+        "opensearch://search:9200": (OpenSearchIndex, "http://search:9200"),
+        "opensearchs://u:p@vpc-x.eu-west-1.es.amazonaws.com:443": (
+            OpenSearchIndex,
+            "https://u:p@vpc-x.eu-west-1.es.amazonaws.com:443",
+        ),
+        "elasticsearch://search:9200": (ElasticsearchIndex, "http://search:9200"),
+        "https://search:9200": (ElasticsearchIndex, "https://search:9200"),
+    }
+    for url, (kind, connects_to) in cases.items():
+        index = open_search(url, "products")
+        assert type(index) is kind
+        assert getattr(index, "url", None) == url
+        assert http_url(url) == connects_to
+    with pytest.raises(ValueError, match="opensearch"):
+        open_search("solr://search:8983")
+
+
+@pytest.mark.parametrize("backend", ["opensearch", "elasticsearch"])
+async def test_replicas_creating_the_index_at_once_all_succeed(backend: str) -> None:
+    """Several search-service replicas starting together on a new index: each finds it missing
+    and creates it; the ones that lose the race use the winner's index."""
+    url, name = backend_url(backend), f"products-test-{uuid.uuid4().hex[:12]}"
+    replicas = [open_search(url, name) for _ in range(4)]
+    try:
+        await asyncio.gather(*(r.ping() for r in replicas))
+        await replicas[0].upsert(PRODUCTS[:1])
+        await replicas[0].refresh()
+        for r in replicas:
+            assert ids((await r.search(SearchQuery("headphones"))).hits) == ["p1"]
+    finally:
+        await asyncio.gather(*(r.close() for r in replicas))

@@ -19,6 +19,9 @@ from emporium.chassis.catalog import BACKENDS, SERVICES, service
 from emporium.chassis.config import load_settings
 from emporium.chassis.events.consumer import dead_letter_topic
 from emporium.chassis.rpc import jwks
+from emporium.chassis.search import open_search
+from emporium.chassis.search.elastic import ElasticsearchIndex
+from emporium.chassis.search.opensearch import OpenSearchIndex
 from emporium.contracts.events import (
     inventory_low,
     order_completed,
@@ -103,10 +106,24 @@ def test_every_catalog_service_runs_with_its_ports_and_command(env: str) -> None
         assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == expected
 
 
+def external_secret_urls(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """The store URL each ExternalSecret templates, by Secret name, with a placeholder user
+    and password where the secret manager's credentials go."""
+    urls = {}
+    for es in of_kind(docs, "ExternalSecret"):
+        template = es["spec"]["target"].get("template", {}).get("data", {}).get("url")
+        if template:
+            filled = template.replace("{{ .username | urlquery }}", "u")
+            urls[es["spec"]["target"]["name"]] = filled.replace("{{ .password | urlquery }}", "p")
+    return urls
+
+
 def pod_environ(docs: list[dict[str, Any]], name: str) -> dict[str, str]:
-    """The environment a pod of `name` starts with: the ConfigMap, literal values, and a
-    placeholder for each secret reference (checked to exist in production elsewhere)."""
+    """The environment a pod of `name` starts with: the ConfigMap, literal values, and for
+    each secret reference the URL its ExternalSecret templates, else (Secrets the operator
+    makes) a placeholder (checked to exist in production elsewhere)."""
     config = find(docs, "ConfigMap", "emporium-config")["data"]
+    templated = external_secret_urls(docs)
     c = container(docs, name)
     assert [s["configMapRef"]["name"] for s in c["envFrom"]] == ["emporium-config"]
     environ = dict(config)
@@ -115,7 +132,8 @@ def pod_environ(docs: list[dict[str, Any]], name: str) -> dict[str, str]:
             environ[var["name"]] = var["value"]
         else:
             kind = var["name"].rsplit("_", 2)[-2]
-            environ[var["name"]] = SECRET_URLS[kind]
+            secret = var["valueFrom"]["secretKeyRef"]["name"]
+            environ[var["name"]] = templated.get(secret, SECRET_URLS[kind])
     return environ
 
 
@@ -134,7 +152,8 @@ def test_the_services_accept_the_configuration_the_chart_gives_them(env: str) ->
         "order": ("database_url", "postgresql+asyncpg://"),
         "inventory": ("kv_url", "rediss://"),
         "notification": ("documents_url", "mongodb+srv://"),
-        "search": ("search_url", "https://"),
+        # the managed OpenSearch of AWS where the seed runs (Secrets from the secret manager)
+        "search": ("search_url", "https://" if env == "dev" else "opensearchs://"),
         "analytics": ("olap_url", "clickhouses://"),
         "auth": ("kv_url", "rediss://"),
         "cdn": ("blob_url", "s3://"),
@@ -142,6 +161,8 @@ def test_the_services_accept_the_configuration_the_chart_gives_them(env: str) ->
     for name, (field, prefix) in wanted.items():
         value = getattr(load_settings(name, pod_environ(docs, name)), field)
         assert value.startswith(prefix), (name, field, value)
+    search = open_search(load_settings("search", pod_environ(docs, "search")).search_url)
+    assert isinstance(search, ElasticsearchIndex if env == "dev" else OpenSearchIndex)
 
 
 def test_backends_are_reached_by_their_kubernetes_service() -> None:

@@ -1,6 +1,7 @@
 """search-service end to end inside one process: `product.updated` events published on a
-real embedded bus, applied by the real consumer into a Tantivy index on disk, then searched
-over a real gRPC server (identity, error mapping and protobuf translation included)."""
+real embedded bus, applied by the real consumer into a Tantivy index on disk (`[tantivy]`) or
+a real OpenSearch node (`[opensearch]`, .ci/opensearch.sh), then searched over a real gRPC
+server (identity, error mapping and protobuf translation included)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from emporium.contracts.rpc.search.v1 import search_pb2, search_pb2_grpc
 from emporium.services.search.consumers import product_updated_consumer
 from emporium.services.search.rpc import SearchServicer
 from emporium.services.search.store import ProductIndex
+from tests.backends import backend_url
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 CATALOG: list[dict[str, Any]] = [
@@ -109,11 +111,14 @@ class SearchWorld:
         return response
 
 
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[SearchWorld]:
+@pytest.fixture(params=["tantivy", "opensearch"])
+async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SearchWorld]:
+    if request.param == "tantivy":
+        index = open_search(f"tantivy://{tmp_path}/search-index")
+    else:
+        index = open_search(backend_url("opensearch"), f"products-test-{uuid.uuid4().hex[:12]}")
     bus = open_bus(f"embedded://{tmp_path}/bus.sqlite3", client_id="test-search")
     await bus.start()
-    index = open_search(f"tantivy://{tmp_path}/search-index")
     products = ProductIndex(index)
     consumer = product_updated_consumer(bus, "search", products)
     await consumer.start()
@@ -257,6 +262,7 @@ async def test_stale_events_are_ignored(catalog: SearchWorld) -> None:
     assert ids(await catalog.search(q="speaker")) == ["p-speaker"]
 
 
+@pytest.mark.parametrize("world", ["tantivy"], indirect=True)
 async def test_a_second_writer_cannot_touch_the_index(catalog: SearchWorld, tmp_path: Path) -> None:
     """Tantivy's writer lock: only search-service writes its directory."""
     intruder = open_search(f"tantivy://{tmp_path}/search-index")

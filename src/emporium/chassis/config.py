@@ -33,7 +33,7 @@ SCHEMES: dict[str, tuple[str, ...]] = {
     "kv_url": ("memory", "redis", "rediss"),
     "bus_url": ("embedded", "kafka"),
     "documents_url": ("sqlite", "mongodb", "mongodb+srv"),
-    "search_url": ("tantivy", "http", "https", "elasticsearch"),
+    "search_url": ("tantivy", "http", "https", "elasticsearch", "opensearch", "opensearchs"),
     "olap_url": ("chdb", "clickhouse", "clickhouses"),
     "blob_url": ("file", "s3"),
 }

@@ -1,5 +1,5 @@
-"""The full-text search port (search-service's product index): Elasticsearch in production,
-a Tantivy index on disk in the embedded profile."""
+"""The full-text search port (search-service's product index): Elasticsearch or OpenSearch in
+production, a Tantivy index on disk in the embedded profile."""
 
 from emporium.chassis.search.base import SearchIndex, SearchQuery, SearchResult, SortOrder
 from emporium.chassis.search.factory import open_search
