@@ -120,14 +120,15 @@ class Collector:
 
 
 @contextlib.contextmanager
-def running_collector(run_dir: Path) -> Iterator[Collector]:
-    """A real collector on free ports writing spans to `run_dir/spans.jsonl`, ready."""
+def running_collector(run_dir: Path, logs: tuple[str, str] | None = None) -> Iterator[Collector]:
+    """A real collector on free ports writing spans to `run_dir/spans.jsonl`, ready; with
+    `logs` (a glob of JSON log files, an OTLP/HTTP logs endpoint) it ships those lines too."""
     binary = collector_binary()
     run_dir.mkdir(parents=True, exist_ok=True)
     grpc_port, http_port, health_port = free_port(), free_port(), free_port()
     spans_file = run_dir / "spans.jsonl"
     (run_dir / "otelcol.yaml").write_text(
-        json.dumps(traces.collector_config(grpc_port, http_port, health_port, spans_file))
+        json.dumps(traces.collector_config(grpc_port, http_port, health_port, spans_file, logs))
     )
     log = run_dir / "otelcol.log"
     with log.open("w") as out:

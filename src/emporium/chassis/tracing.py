@@ -10,8 +10,10 @@ span ids that correlate the services' logs.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -25,6 +27,12 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from emporium.chassis.logging import request_id_var
 from emporium.chassis.metrics import route_template
+
+# One line per HTTP request (the access log), written inside the request's span so it carries
+# its trace id: what an operator greps, or searches in the log store, to follow one request.
+access_log = logging.getLogger("emporium.access")
+# Probes and scrapes, every few seconds on every process: counted in the metrics, not logged.
+QUIET_ROUTES = frozenset({"/metrics", "/healthz", "/livez"})
 
 REQUEST_ID_HEADER = "x-request-id"
 # A forwarded request id is echoed into logs and headers: accept only short, plain tokens.
@@ -127,6 +135,7 @@ class TracingMiddleware:
         # mark the request as FastAPI's own `exclude` option does (key present, value None).
         scope.setdefault("fastapi.telemetry", None)
         token = request_id_var.set(request_id)
+        started = time.perf_counter()
         tracer = trace.get_tracer("emporium.chassis.http")
         try:
             with tracer.start_as_current_span(
@@ -148,5 +157,18 @@ class TracingMiddleware:
                     span.set_attribute("http.response.status_code", status["code"])
                     if status["code"] >= 500:
                         span.set_status(Status(StatusCode.ERROR))
+                    if route not in QUIET_ROUTES:
+                        access_log.info(
+                            "%s %s %s",
+                            method,
+                            route,
+                            status["code"],
+                            extra={
+                                "http_method": method,
+                                "http_route": route,
+                                "http_status": status["code"],
+                                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                            },
+                        )
         finally:
             request_id_var.reset(token)

@@ -33,10 +33,17 @@ def collector_binary(repo: Path = Path()) -> str | None:
 
 
 def collector_config(
-    grpc_port: int, http_port: int, health_port: int, spans_file: Path
+    grpc_port: int,
+    http_port: int,
+    health_port: int,
+    spans_file: Path,
+    logs: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """OTLP on 127.0.0.1 -> batch -> the file exporter; health on `health_port` (`/`)."""
-    return {
+    """OTLP on 127.0.0.1 -> batch -> the file exporter; health on `health_port` (`/`).
+
+    With `logs` = (glob of the services' JSON log files, OTLP/HTTP logs endpoint) it also tails
+    those files and exports their lines there (`logsink`, into OpenSearch)."""
+    config = {
         "receivers": {
             "otlp": {
                 "protocols": {
@@ -55,4 +62,44 @@ def collector_config(
                 "traces": {"receivers": ["otlp"], "processors": ["batch"], "exporters": ["file"]}
             },
         },
+    }
+    if logs is not None:
+        add_log_shipping(config, *logs)
+    return config
+
+
+def add_log_shipping(config: dict[str, Any], include: str, endpoint: str) -> None:
+    """filelog (the chassis' JSON lines: trace/span ids, level and service lifted into the
+    record) -> batch -> otlphttp (JSON) to `endpoint`, retried while it refuses."""
+    lifted = {"on_error": "send_quiet"}  # a line without the field (startup) goes as it is
+    config["receivers"]["filelog"] = {
+        "include": [include],
+        "start_at": "beginning",
+        "poll_interval": "200ms",
+        "operators": [
+            {"type": "json_parser", "severity": {"parse_from": "attributes.level"}, **lifted},
+            {
+                "type": "trace_parser",
+                "trace_id": {"parse_from": "attributes.trace_id"},
+                "span_id": {"parse_from": "attributes.span_id"},
+                **lifted,
+            },
+            {
+                "type": "move",
+                "from": "attributes.service",
+                "to": 'resource["service.name"]',
+                **lifted,
+            },
+        ],
+    }
+    config["exporters"]["otlphttp/logs"] = {
+        "logs_endpoint": endpoint,
+        "encoding": "json",
+        "compression": "none",
+        "retry_on_failure": {"enabled": True, "initial_interval": "200ms", "max_interval": "2s"},
+    }
+    config["service"]["pipelines"]["logs"] = {
+        "receivers": ["filelog"],
+        "processors": ["batch"],
+        "exporters": ["otlphttp/logs"],
     }

@@ -223,6 +223,16 @@ class EventConsumer:
                 span.set_status(trace.Status(trace.StatusCode.ERROR, repr(exc)))
                 return exc
             span.set_attribute("emporium.duplicate", not applied)
+            log.debug(  # inside the span: the line carries the producing request's trace id
+                "event handled",
+                extra={
+                    "group": self.group,
+                    "topic": delivery.topic,
+                    "event_type": event.type,
+                    "event_id": event.id,
+                    "duplicate": not applied,
+                },
+            )
         self._count(delivery, PROCESSED if applied else DUPLICATE)
         return None
 

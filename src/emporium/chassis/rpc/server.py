@@ -149,6 +149,17 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     span.set_attribute("rpc.grpc.status_code", int(code.value[0]))
                     if code in _SERVER_FAULTS:
                         span.set_status(Status(StatusCode.ERROR, code.name))
+                    # Per call at DEBUG (EMPORIUM_LOG_LEVEL=DEBUG), inside the span: with it,
+                    # one request's trace id finds its line in every service it went through.
+                    if log.isEnabledFor(logging.DEBUG):
+                        log.debug(
+                            "rpc handled",
+                            extra={
+                                "rpc_method": method,
+                                "code": code.name,
+                                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                            },
+                        )
         finally:
             RPC_REQUESTS.labels(self.service, method, code.name).inc()
             RPC_LATENCY.labels(self.service, method).observe(time.perf_counter() - started)
