@@ -9,7 +9,10 @@ are `var/observe/secrets/{pagerduty-routing-key,slack-webhook-url}` (empty until
 them: notifications then fail, alerts still show in the UI). `EMPORIUM_PROMETHEUS_PORT` and
 `EMPORIUM_ALERTMANAGER_PORT` move the two servers (default 9090 and 9093);
 `EMPORIUM_OTLP_GRPC_PORT`, `EMPORIUM_OTLP_HTTP_PORT` and `EMPORIUM_OTELCOL_HEALTH_PORT` the
-collector (default 4317, 4318 and 13133).
+collector (default 4317, 4318 and 13133). With `EMPORIUM_OBSERVE_OPENSEARCH_URL`
+(e.g. `opensearch://127.0.0.1:59200`, the node `.ci/opensearch.sh start` runs) the collector
+also tails the platform's `var/log/*.log` and the log sink (observability.logsink, on
+`EMPORIUM_LOGSINK_PORT`, default 4319) indexes the lines there, searchable by trace id.
 """
 
 from __future__ import annotations
@@ -71,14 +74,17 @@ def prepare(run_dir: Path, prom_port: int, am_port: int) -> tuple[list[str], lis
     return prom_cmd, am_cmd
 
 
-def prepare_collector(run_dir: Path, grpc: int, http: int, health: int) -> list[str] | None:
-    """The collector's command line and configuration, or None when it is not built."""
+def prepare_collector(
+    run_dir: Path, grpc: int, http: int, health: int, logs: tuple[str, str] | None = None
+) -> list[str] | None:
+    """The collector's command line and configuration, or None when it is not built; with
+    `logs` (a glob of log files, an OTLP/HTTP logs endpoint) it ships those lines too."""
     binary = traces.collector_binary()
     if binary is None:
         return None
     out = run_dir / "traces"
     out.mkdir(parents=True, exist_ok=True)
-    config = traces.collector_config(grpc, http, health, out / "spans.jsonl")
+    config = traces.collector_config(grpc, http, health, out / "spans.jsonl", logs)
     (out / "otelcol.yaml").write_text(json.dumps(config, indent=2))
     return [binary, f"--config={out / 'otelcol.yaml'}"]
 
@@ -104,11 +110,25 @@ def main() -> int:
     names = ["prometheus", "alertmanager"]
     # What each server answers 200 on once it is up.
     ready = [f"http://127.0.0.1:{prom_port}/-/ready", f"http://127.0.0.1:{am_port}/-/ready"]
-    collector = prepare_collector(run_dir, grpc_port, http_port, health_port)
+    opensearch = os.environ.get("EMPORIUM_OBSERVE_OPENSEARCH_URL", "")
+    sink_port = int(os.environ.get("EMPORIUM_LOGSINK_PORT", "4319"))
+    shipping = (
+        (str((data_dir / "log").resolve() / "*.log"), f"http://127.0.0.1:{sink_port}/v1/logs")
+        if opensearch
+        else None
+    )
+    collector = prepare_collector(run_dir, grpc_port, http_port, health_port, shipping)
     if collector is not None:
         commands.append(collector)
         names.append("traces/otelcol")
         ready.append(f"http://127.0.0.1:{health_port}/")
+        if shipping is not None:
+            commands.append(
+                [sys.executable, "-m", "emporium.observability.logsink",
+                 "--listen", f"127.0.0.1:{sink_port}", "--opensearch", opensearch]
+            )  # fmt: skip
+            names.append("logsink")
+            ready.append(f"http://127.0.0.1:{sink_port}/healthz")
     logs = [(run_dir / f"{name}.log").open("w") for name in names]
     procs = [
         subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -138,6 +158,8 @@ def main() -> int:
             print("[observe] no OpenTelemetry Collector (not built: .ci/otelcol.sh build)")
         else:
             print(f"[observe] spans (OTLP JSON lines): {run_dir / 'traces' / 'spans.jsonl'}")
+            if shipping is not None:
+                print(f"[observe] logs -> {opensearch} (indexes emporium-logs-*, by trace_id)")
         print(f"[observe] logs and data under {run_dir}; Ctrl-C stops them all", flush=True)
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
