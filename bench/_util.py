@@ -59,6 +59,9 @@ def platform_running(
         # answer most of the load with 429 and measure the limiter instead of the shop.
         "EMPORIUM_GATEWAY_RATE_LIMIT": "100000",
         "EMPORIUM_GATEWAY_RATE_BURST": "100000",
+        # ... and so would the per-address login budget: the generator plays the ingress and
+        # names each shopper's own address in X-Forwarded-For (load.py's shopper_address).
+        "EMPORIUM_GATEWAY_TRUSTED_PROXIES": "127.0.0.1/32",
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "emporium", "up", "--no-demo", "--data-dir", f"{tmp}/var"],

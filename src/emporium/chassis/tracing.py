@@ -30,6 +30,8 @@ from emporium.chassis.metrics import route_template
 
 # One line per HTTP request (the access log), written inside the request's span so it carries
 # its trace id: what an operator greps, or searches in the log store, to follow one request.
+# At DEBUG (EMPORIUM_LOG_LEVEL=DEBUG) like the per-RPC and per-event lines: at the rates the
+# platform is built for, a line per request is a cost the metrics already cover.
 access_log = logging.getLogger("emporium.access")
 # Probes and scrapes, every few seconds on every process: counted in the metrics, not logged.
 QUIET_ROUTES = frozenset({"/metrics", "/healthz", "/livez"})
@@ -157,8 +159,8 @@ class TracingMiddleware:
                     span.set_attribute("http.response.status_code", status["code"])
                     if status["code"] >= 500:
                         span.set_status(Status(StatusCode.ERROR))
-                    if route not in QUIET_ROUTES:
-                        access_log.info(
+                    if route not in QUIET_ROUTES and access_log.isEnabledFor(logging.DEBUG):
+                        access_log.debug(
                             "%s %s %s",
                             method,
                             route,
