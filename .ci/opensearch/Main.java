@@ -10,6 +10,9 @@ public class Main {
                 settings.put("network.host", "127.0.0.1");
                 settings.put("http.port", args[1]);
                 settings.put("transport.port", args[2]);
+                // A test node on a shared disk: above the high watermark (90 % used, as on a
+                // CI machine full of build caches) OpenSearch blocks creating indexes.
+                settings.put("cluster.routing.allocation.disk.threshold_enabled", "false");
             }).build(OpenSearchRunner.newConfigs().numOfNode(1).basePath(args[0])
                 .clusterName("ci").disableESLogger());
             runner.ensureYellow();
