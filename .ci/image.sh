@@ -81,8 +81,23 @@ base() {
   fi
 }
 
+# vfs keeps a full copy of the tree per layer: superseded layers of earlier builds fill the
+# disk (44 GB after a day of rebuilds once ended a build with "no space left on device").
+# Below EMPORIUM_IMAGE_MIN_FREE_KB (15 GB) free, drop them (untagged images, stale build
+# containers) before building; the tagged images stay.
+prune_if_low() {
+  local avail
+  avail=$(df -Pk "$cache" | awk 'NR==2{print $4}')
+  if [ "$avail" -lt "${EMPORIUM_IMAGE_MIN_FREE_KB:-15000000}" ]; then
+    log "only $((avail / 1024 / 1024)) GB free: pruning superseded layers"
+    bah rm --all >/dev/null 2>&1 || true
+    bah rmi --prune >/dev/null 2>&1 || true
+  fi
+}
+
 build() {
   local t0=$SECONDS
+  prune_if_low
   base
   local t1=$SECONDS rev
   rev=$(git -C "$here" rev-parse HEAD 2>/dev/null || echo unknown)
