@@ -47,19 +47,20 @@ go_install() {  # tool module@version
 }
 
 # etcd and Kubernetes refuse `go install` (replace directives): build them in a scratch module.
-scratch_build() {  # out-dir ldflags requires-script packages...
-  local out=$1 ldflags=$2 tmp mod
-  shift 2
+scratch_build() {  # out-dir ldflags requires-script version packages...
+  local out=$1 ldflags=$2 requires=$3 version=$4 tmp mod
+  shift 4
   tmp=$(mktemp -d "$out.XXXXXX")
   mod=$(mktemp -d "$cache/mod.XXXXXX")
   (
     cd "$mod"
     go mod init emporium.local/tools >/dev/null 2>&1
-    eval "$1"
-    shift
+    eval "$requires"
     # `go get` of the packages themselves records them and their go.sum lines (`go mod tidy`
-    # would drop requirements that no source file of the scratch module imports).
-    go get "$@" >/dev/null
+    # would drop requirements that no source file of the scratch module imports). Each at
+    # the pinned version: a bare package path means @upgrade, the newest release (argo-rollouts
+    # v1.10.2 appeared and wanted a newer Go).
+    go get "${@/%/@$version}" >/dev/null
     go build -trimpath -ldflags="-s -w $ldflags" -o "$tmp/" "$@"
   ) >&2
   rm -rf "$mod" "$out"; mv "$tmp" "$out"
@@ -112,13 +113,13 @@ build_one() {
     kubeconform) go_install "$out" "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM" ;;
     conftest) go_install "$out" "github.com/open-policy-agent/conftest@$CONFTEST" ;;
     kwok) go_install "$out" "sigs.k8s.io/kwok/cmd/kwok@$KWOK" ;;
-    etcd) scratch_build "$out" "" "go get go.etcd.io/etcd/server/v3@$ETCD >/dev/null 2>&1" \
+    etcd) scratch_build "$out" "" "go get go.etcd.io/etcd/server/v3@$ETCD >/dev/null 2>&1" "$ETCD" \
             go.etcd.io/etcd/server/v3
           mv "$out/server" "$out/etcd" ;;  # go names a /v3 module's binary after its parent
-    kube) scratch_build "$out" "$(kube_ldflags)" kube_requires \
+    kube) scratch_build "$out" "$(kube_ldflags)" kube_requires "$KUBERNETES" \
             k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-scheduler \
             k8s.io/kubernetes/cmd/kube-controller-manager ;;
-    rollouts) scratch_build "$out" "" rollouts_requires \
+    rollouts) scratch_build "$out" "" rollouts_requires "$ROLLOUTS" \
             github.com/argoproj/argo-rollouts/cmd/rollouts-controller ;;
   esac
   log "built $tool in $((SECONDS - t0)) s"

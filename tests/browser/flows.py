@@ -12,7 +12,7 @@ from collections.abc import Callable
 import httpx
 from axe_playwright_python.sync_playwright import Axe
 from PIL import Image
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from tests.e2e.platform import GATEWAY
 
@@ -27,6 +27,18 @@ def png(colour: tuple[int, int, int] = (200, 160, 40)) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (640, 480), colour).save(out, format="PNG")
     return out.getvalue()
+
+
+def wait_until_image_loaded(page: Page, image: Locator, width: int | None = None) -> None:
+    """Until the browser has decoded `image` (of `width` pixels, when given); a broken or
+    never-arriving image times the test out. A single check right after the element shows
+    races the download (the CDN resizes on first request)."""
+    page.wait_for_function(
+        "([img, width]) => img.complete && img.naturalWidth > 0"
+        " && (width === null || img.naturalWidth === width)",
+        arg=[image.element_handle(), width],
+        timeout=EVENTUAL_SECONDS * 1000,
+    )
 
 
 def api_login(client: httpx.Client, email: str, password: str) -> dict[str, str]:

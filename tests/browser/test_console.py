@@ -22,6 +22,7 @@ from tests.browser.flows import (
     search_until_found,
     sign_in,
     stocked_product,
+    wait_until_image_loaded,
 )
 from tests.e2e.platform import GATEWAY
 
@@ -45,7 +46,7 @@ def test_an_admin_adds_a_product_that_the_shop_then_finds(
     new.get_by_label("Image (JPEG, PNG or WebP)").set_input_files(str(image))
     preview = new.get_by_role("img", name="Preview of the chosen image")
     expect(preview).to_be_visible()
-    assert preview.evaluate("img => img.complete && img.naturalWidth === 640")
+    wait_until_image_loaded(page, preview, width=640)
     new.get_by_role("button", name="Create product").click()
     expect(page.get_by_test_id("admin-message")).to_have_text("Created Quasar Reading Lamp.")
 
@@ -69,7 +70,7 @@ def test_an_admin_adds_a_product_that_the_shop_then_finds(
     expect(page.get_by_text("In stock")).to_be_visible()
     picture = page.get_by_role("img", name="Quasar Reading Lamp")
     expect(picture).to_have_attribute("srcset", re.compile(r"\?w=240 240w, .*\?w=960 960w"))
-    assert picture.evaluate("img => img.complete && img.naturalWidth > 0")
+    wait_until_image_loaded(page, picture)
 
 
 def test_an_admin_edits_then_deletes_a_product(
