@@ -38,7 +38,7 @@ SCHEMES: dict[str, tuple[str, ...]] = {
     "blob_url": ("file", "s3"),
 }
 # Settings that, like the URLs, fall back to a platform-wide `EMPORIUM_<NAME>`.
-PLATFORM_WIDE = (*SCHEMES, "outbox_relay", "event_retention_hours")
+PLATFORM_WIDE = (*SCHEMES, "outbox_relay", "event_retention_hours", "event_loop")
 
 
 class ConfigError(Exception):
@@ -72,6 +72,9 @@ class ServiceSettings(BaseModel):
     # least the bus's retention. `EMPORIUM_EVENT_RETENTION_HOURS` for every service.
     event_retention_hours: float = Field(default=168.0, gt=0)
     log_level: str = "INFO"
+    # The event loop the process runs on: uvloop (libuv, in C) or the standard library's
+    # (`EMPORIUM_EVENT_LOOP=asyncio`, kept to measure one against the other: bench/RESULTS.md).
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     def embedded_defaults(self) -> dict[str, str]:
         d = self.data_dir.resolve()

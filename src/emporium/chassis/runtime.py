@@ -17,7 +17,7 @@ import importlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,11 +128,24 @@ def run_service(name: str) -> int:
     module = importlib.import_module(f"{info.package}.app")
     try:
         service_auth.install(load_identity(info.name, settings.data_dir))
-        asyncio.run(serve(module.build, settings))
+        run_on_loop(serve(module.build, settings), settings.event_loop)
     except ConfigError as exc:
         print(f"emporium {info.name}: configuration error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def run_on_loop(main: Coroutine[Any, Any, None], kind: str) -> None:
+    """Run `main` to completion on a new event loop of `kind`. uvloop's loop (libuv) costs
+    less per wake-up, timer and socket operation than the standard one, and every service is
+    an event loop that wakes for each RPC, query result and event."""
+    if kind == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main)
+    else:
+        asyncio.run(main)
 
 
 async def serve(build: BuildFn, settings: ServiceSettings, stop: StopSignal | None = None) -> None:

@@ -112,6 +112,9 @@ class TracingMiddleware:
     def __init__(self, app: Any, service: str) -> None:
         self.app = app
         self.service = service
+        # Once, not per request: `get_tracer` builds a Tracer and its scope on every call
+        # (a proxy before `configure_tracing`, which follows the provider set later).
+        self.tracer = trace.get_tracer("emporium.chassis.http")
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -138,9 +141,8 @@ class TracingMiddleware:
         scope.setdefault("fastapi.telemetry", None)
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        tracer = trace.get_tracer("emporium.chassis.http")
         try:
-            with tracer.start_as_current_span(
+            with self.tracer.start_as_current_span(
                 method,
                 context=extract_headers(headers),
                 kind=SpanKind.SERVER,

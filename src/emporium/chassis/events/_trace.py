@@ -3,6 +3,8 @@ column -> `traceparent`/`tracestate` message headers) and the consumer's span co
 
 from __future__ import annotations
 
+import functools
+
 from opentelemetry import trace
 
 from emporium.chassis.tracing import extract_headers, inject_headers
@@ -17,7 +19,10 @@ def current_trace_headers() -> dict[str, str]:
     return carrier
 
 
+@functools.cache
 def tracer() -> trace.Tracer:
+    """One tracer per process (`get_tracer` builds a new one per call; a proxy obtained before
+    `configure_tracing` follows the provider set later)."""
     return trace.get_tracer(TRACER_NAME)
 
 
