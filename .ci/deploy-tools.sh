@@ -113,7 +113,7 @@ build_one() {
     kubeconform) go_install "$out" "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM" ;;
     conftest) go_install "$out" "github.com/open-policy-agent/conftest@$CONFTEST" ;;
     kwok) go_install "$out" "sigs.k8s.io/kwok/cmd/kwok@$KWOK" ;;
-    etcd) scratch_build "$out" "" "go get go.etcd.io/etcd/server/v3@$ETCD >/dev/null 2>&1" "$ETCD" \
+    etcd) scratch_build "$out" "" : "$ETCD" \
             go.etcd.io/etcd/server/v3
           mv "$out/server" "$out/etcd" ;;  # go names a /v3 module's binary after its parent
     kube) scratch_build "$out" "$(kube_ldflags)" kube_requires "$KUBERNETES" \

@@ -139,13 +139,11 @@ def run_on_loop(main: Coroutine[Any, Any, None], kind: str) -> None:
     """Run `main` to completion on a new event loop of `kind`. uvloop's loop (libuv) costs
     less per wake-up, timer and socket operation than the standard one, and every service is
     an event loop that wakes for each RPC, query result and event."""
-    if kind == "uvloop":
-        import uvloop
+    import uvloop
 
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(main)
-    else:
-        asyncio.run(main)
+    factory = uvloop.new_event_loop if kind == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main)
 
 
 async def serve(build: BuildFn, settings: ServiceSettings, stop: StopSignal | None = None) -> None:
