@@ -307,14 +307,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_mib(pid: int) -> float:
+def memory_mib(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) of `pid` in MiB. RSS counts every shared page (the libraries all 13
+    processes map) in each process; PSS divides a shared page among its sharers, so the sum
+    of PSS is what the platform holds of the machine's memory."""
+    rss = pss = float("nan")
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Rss:"):
+                rss = int(line.split()[1]) / 1024
+            elif line.startswith("Pss:"):
+                pss = int(line.split()[1]) / 1024
     except OSError:
         pass
-    return float("nan")
+    return rss, pss
 
 
 def platform_cpu(pids: dict[str, int]) -> dict[str, float]:
@@ -596,17 +602,24 @@ def print_step(step: Step, pids: dict[str, int], floor: dict[str, float]) -> Non
             f"{total / placed * 1000:.1f} ms per checkout with its browsing, "
             f"{(total - idle) / placed * 1000:.1f} ms above idle"
         )
-        print(f"{'process':<16}{'CPU s':>8}{'idle %':>8}{'ms/checkout':>13}{'RSS MiB':>9}")
-        rss_total = 0.0
+        print(
+            f"{'process':<16}{'CPU s':>8}{'idle %':>8}{'ms/checkout':>13}{'RSS MiB':>9}"
+            f"{'PSS MiB':>9}"
+        )
+        rss_total = pss_total = 0.0
         for name, used in sorted(step.cpu.items(), key=lambda kv: -kv[1]):
-            rss = rss_mib(pids[name])
+            rss, pss = memory_mib(pids[name])
             rss_total += 0 if math.isnan(rss) else rss
+            pss_total += 0 if math.isnan(pss) else pss
             above = used - step.idle_cpu_per_s.get(name, 0.0) * step.elapsed
             print(
                 f"{name:<16}{used:>8.2f}{step.idle_cpu_per_s.get(name, 0.0) * 100:>8.1f}"
-                f"{above / placed * 1000:>13.2f}{rss:>9.0f}"
+                f"{above / placed * 1000:>13.2f}{rss:>9.0f}{pss:>9.0f}"
             )
-        print(f"platform memory: {rss_total:.0f} MiB RSS in {len(pids)} processes")
+        print(
+            f"platform memory: {rss_total:.0f} MiB RSS, {pss_total:.0f} MiB PSS (shared pages "
+            f"counted once) in {len(pids)} processes"
+        )
         print("(ms/checkout: CPU above the idle rate per order placed, browsing included)")
     if step.work and placed and floor:
         print_floor(step, placed, floor)
