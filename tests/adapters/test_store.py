@@ -13,7 +13,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
 from emporium.chassis.config import normalize_database_url
@@ -224,3 +224,46 @@ async def test_a_read_session_does_not_wait_for_an_open_unit_of_work(
 
         await uow.commit()
     assert await notes(db, table) == ["pending"]
+
+
+async def read_notes(db: Database, table: str) -> list[str]:
+    async with db.read() as conn:
+        result = await conn.execute(text(f"SELECT note FROM {table} ORDER BY id"))
+        return [row[0] for row in result]
+
+
+async def test_a_read_sees_what_was_committed_and_not_what_is_pending(
+    db: Database, table: str
+) -> None:
+    await insert(db, table, 1, "kept", commit=True)
+    async with db.unit_of_work() as uow:
+        await uow.session.execute(text(f"INSERT INTO {table} (id, note) VALUES (2, 'pending')"))
+
+        assert await asyncio.wait_for(read_notes(db, table), timeout=10) == ["kept"]
+
+        await uow.commit()
+    assert await read_notes(db, table) == ["kept", "pending"]
+
+
+async def test_a_sqlite_read_sends_only_its_statement(tmp_path: Path) -> None:
+    """`read()` exists to skip the BEGIN around a lone SELECT (`session()` sends one)."""
+    db = Database(normalize_database_url(f"sqlite:///{tmp_path}/store.sqlite3"))
+    sent: list[str] = []
+    event.listen(
+        db.engine.sync_engine,
+        "before_cursor_execute",
+        lambda _conn, _cursor, statement, *_: sent.append(statement),
+    )
+    try:
+        async with db.read() as conn:
+            await conn.execute(text("SELECT 1"))
+        async with db.session() as session:
+            await session.execute(text("SELECT 2"))
+    finally:
+        await db.close()
+
+    assert [s for s in sent if not s.startswith("PRAGMA")] == [
+        "SELECT 1",
+        "BEGIN DEFERRED",
+        "SELECT 2",
+    ]

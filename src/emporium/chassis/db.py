@@ -20,6 +20,7 @@ from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -31,10 +32,16 @@ from emporium.chassis.metrics import DB_COMMITS, DB_POOL_IN_USE, DB_POOL_SIZE
 
 T = TypeVar("T")
 
+# What a store's read query runs on: a unit of work's or `Database.session()`'s ORM session,
+# or `Database.read()`'s bare connection (both `execute` a Core statement alike).
+Reader = AsyncSession | AsyncConnection
+
 log = logging.getLogger(__name__)
 
 # Execution option naming how a SQLite transaction begins (default IMMEDIATE, see below).
 _SQLITE_BEGIN = "emporium_sqlite_begin"
+# ...whose value for `Database.read()`: no BEGIN, each statement is its own transaction.
+_SQLITE_AUTOCOMMIT = "AUTOCOMMIT"
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -74,7 +81,8 @@ def _sqlite_begin(conn: Connection) -> None:
     read). `Database.session()`, read-only, begins DEFERRED and runs beside the writer, as
     WAL allows."""
     mode = conn.get_execution_options().get(_SQLITE_BEGIN, "IMMEDIATE")
-    conn.exec_driver_sql(f"BEGIN {mode}")
+    if mode != _SQLITE_AUTOCOMMIT:
+        conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 def is_postgres(engine: AsyncEngine) -> bool:
@@ -111,6 +119,21 @@ class Database:
             if self.engine.dialect.name == "sqlite":
                 await session.connection(execution_options={_SQLITE_BEGIN: "DEFERRED"})
             yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """One read-only statement on a pooled connection, without an ORM session.
+
+        The hot reads (a product page, an order, a token's standing) are single SELECTs of
+        Core statements: an ORM session costs more to set up than the query, and on SQLite
+        the BEGIN/ROLLBACK around one statement are two more trips to the driver's thread
+        for nothing, since a lone statement is already its own consistent snapshot. Reads
+        that need several statements to agree use `session()` (one DEFERRED transaction).
+        """
+        async with self.engine.connect() as conn:
+            if self.engine.dialect.name == "sqlite":
+                conn = await conn.execution_options(**{_SQLITE_BEGIN: _SQLITE_AUTOCOMMIT})
+            yield conn
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -170,8 +170,8 @@ class Catalog:
 
     async def get_product(self, product_id: str) -> Product:
         _check_id(product_id)
-        async with self.db.session() as session:
-            stored = await store.get_product(session, product_id)
+        async with self.db.read() as conn:
+            stored = await store.get_product(conn, product_id)
         if stored is None or stored.product.deleted:
             raise not_found(f"product {product_id} not found")
         return stored.product
@@ -182,16 +182,16 @@ class Catalog:
         if len(unique) > MAX_BATCH_IDS:
             raise invalid("too many ids", FieldError("ids", f"at most {MAX_BATCH_IDS}"))
         wanted = [i for i in unique if i and len(i) <= MAX_ID_LENGTH]
-        async with self.db.session() as session:
-            found = await store.get_products(session, wanted)
+        async with self.db.read() as conn:
+            found = await store.get_products(conn, wanted)
         live = [found[i].product for i in unique if i in found and not found[i].product.deleted]
         live_ids = {p.id for p in live}
         return ProductBatch(live, [i for i in unique if i not in live_ids])
 
     async def list_products(self, category: str, limit: int, cursor: str) -> ProductPage:
         size, after = _page(limit, cursor)
-        async with self.db.session() as session:
-            rows = await store.list_products(session, category.strip(), size + 1, after)
+        async with self.db.read() as conn:
+            rows = await store.list_products(conn, category.strip(), size + 1, after)
         items = [row.product for row in rows[:size]]
         more = len(rows) > size
         return ProductPage(items, store.encode_cursor(items[-1]) if more else "")

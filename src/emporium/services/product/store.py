@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from emporium.chassis.db import Database
+from emporium.chassis.db import Database, Reader
 from emporium.chassis.events.tables import inbox_table, lease_table, outbox_table
 from emporium.chassis.migrations import service_metadata
 from emporium.services.product.domain import Money, Product
@@ -121,7 +121,7 @@ def _columns(product: Product) -> dict[str, Any]:
 
 
 async def get_product(
-    session: AsyncSession, product_id: str, *, for_update: bool = False
+    session: Reader, product_id: str, *, for_update: bool = False
 ) -> StoredProduct | None:
     """One product, deleted or not. `for_update` locks the row until the unit of work ends
     (PostgreSQL; SQLite's unit of work already holds the database write lock)."""
@@ -132,7 +132,7 @@ async def get_product(
     return None if row is None else _product(row)
 
 
-async def get_products(session: AsyncSession, ids: list[str]) -> dict[str, StoredProduct]:
+async def get_products(session: Reader, ids: list[str]) -> dict[str, StoredProduct]:
     """The products of `ids` that exist (deleted ones included), by id."""
     if not ids:
         return {}
@@ -200,7 +200,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 async def list_products(
-    session: AsyncSession, category: str, limit: int, after: tuple[datetime, str] | None
+    session: Reader, category: str, limit: int, after: tuple[datetime, str] | None
 ) -> list[StoredProduct]:
     """Live products in a stable order (oldest first, ties by id), `limit` of them, strictly
     after the cursor position: products created meanwhile land at the end, so paging never
