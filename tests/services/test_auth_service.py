@@ -20,6 +20,7 @@ import asyncpg
 import grpc
 import jwt
 import pytest
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from emporium.chassis.db import Database
@@ -180,9 +181,50 @@ async def test_login_issues_tokens_that_validate_and_verify_with_the_jwks(
         assert caller == Caller(created.user_id, frozenset({"user"}), pair.access_token)
         assert await validating.verify(pair.access_token) == caller
         assert (await validating.validate(pair.access_token)).email == created.email
+        assert (await validating.validate(pair.access_token, with_email=False)).email == ""
     finally:
         await jwks.close()
         await validating.close()
+
+
+async def test_a_validation_without_the_email_reads_no_database_but_still_sees_a_logout(
+    world: AuthWorld,
+) -> None:
+    """The gateway asks with `omit_email` on every request: the answer names the same caller,
+    auth sends no SQL for it, and the session store is still consulted (logout still wins)."""
+    created = await world.register()
+    pair = await world.login(created.email)
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    engine = world.auth.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        bare = await world.stub.ValidateToken(
+            auth_pb2.ValidateTokenRequest(access_token=pair.access_token, omit_email=True)
+        )
+        assert statements == []
+        full = await validate(world, pair.access_token)
+        assert len(statements) == 1
+        assert "credentials" in statements[0]
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert (bare.user_id, bare.session_id, list(bare.roles)) == (
+        full.user_id,
+        full.session_id,
+        list(full.roles),
+    )
+    assert (bare.email, full.email) == ("", created.email)
+
+    await logout(world, access=pair.access_token)
+    dead = await rpc_error(
+        world.stub.ValidateToken(
+            auth_pb2.ValidateTokenRequest(access_token=pair.access_token, omit_email=True)
+        )
+    )
+    assert (dead.code, dead.reason) == (ErrorCode.UNAUTHENTICATED, "session_revoked")
 
 
 async def test_unknown_email_and_wrong_password_get_the_same_answer(world: AuthWorld) -> None:

@@ -107,6 +107,7 @@ async def test_token_is_validated_with_auth_on_every_request(
     assert doubles.rec.count("ValidateToken") == 3
     validate, caller = doubles.rec.last("ValidateToken")
     assert validate.access_token == SHOPPER_TOKEN
+    assert validate.omit_email  # the gateway needs who is calling, not the account's email
     assert not caller.is_authenticated  # validation is not made on anyone's behalf
 
 

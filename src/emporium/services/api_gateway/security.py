@@ -39,7 +39,7 @@ async def validate_token(backends: Backends, token: str) -> Caller:
     """The caller a token stands for, according to auth-service (401 when it says no)."""
     with acting_as(Caller.anonymous()):  # validating is not done on anyone's behalf
         answer = await backends.auth.ValidateToken(
-            auth_pb2.ValidateTokenRequest(access_token=token)
+            auth_pb2.ValidateTokenRequest(access_token=token, omit_email=True)
         )
     if not answer.user_id:
         raise unauthenticated("invalid access token")

@@ -286,8 +286,8 @@ class Auth:
             raise session_revoked()
         email = ""
         if with_email:
-            async with self.db.session() as session:
-                credential = await store.credential_by_id(session, claims.subject)
+            async with self.db.read() as conn:
+                credential = await store.credential_by_id(conn, claims.subject)
             email = credential.email if credential else ""
         return TokenInfo(claims.subject, claims.roles, claims.session_id, claims.expires_at, email)
 

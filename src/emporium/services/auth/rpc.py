@@ -65,7 +65,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.LogoutResponse()
 
     async def ValidateToken(self, request: Any, context: Any) -> auth_pb2.ValidateTokenResponse:
-        info = await self.auth.validate(request.access_token)
+        info = await self.auth.validate(request.access_token, with_email=not request.omit_email)
         return auth_pb2.ValidateTokenResponse(
             user_id=info.user_id,
             roles=list(info.roles),

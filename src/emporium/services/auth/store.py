@@ -30,7 +30,7 @@ from sqlalchemy import Column, DateTime, String, Table, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from emporium.chassis.db import Database
+from emporium.chassis.db import Database, Reader
 from emporium.chassis.kv.base import KeyValueStore
 from emporium.chassis.migrations import service_metadata
 from emporium.services.auth.domain import (
@@ -100,7 +100,7 @@ async def credential_by_email(session: AsyncSession, email: str) -> Credential |
     return _credential(row) if row else None
 
 
-async def credential_by_id(session: AsyncSession, user_id: str) -> Credential | None:
+async def credential_by_id(session: Reader, user_id: str) -> Credential | None:
     query = select(credentials).where(credentials.c.user_id == user_id)
     row = (await session.execute(query)).first()
     return _credential(row) if row else None

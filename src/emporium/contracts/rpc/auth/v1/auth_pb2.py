@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)emporium/contracts/rpc/auth/v1/auth.proto\x12\x10\x65mporium.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"@\n\x0fRegisterRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"q\n\x10RegisterResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x11\n\tclient_ip\x18\x03 \x01(\t\"q\n\tTokenPair\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x03\x12\x0f\n\x07user_id\x18\x05 \x01(\t\"\'\n\x0eRefreshRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"<\n\rLogoutRequest\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\"\x10\n\x0eLogoutResponse\",\n\x14ValidateTokenRequest\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\"\x8a\x01\n\x15ValidateTokenResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65mail\x18\x05 \x01(\t\"\x10\n\x0eGetJwksRequest\"y\n\nJsonWebKey\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x0b\n\x03kty\x18\x02 \x01(\t\x12\x0b\n\x03\x61lg\x18\x03 \x01(\t\x12\x0b\n\x03use\x18\x04 \x01(\t\x12\x0b\n\x03\x63rv\x18\x05 \x01(\t\x12\t\n\x01x\x18\x06 \x01(\t\x12\t\n\x01y\x18\x07 \x01(\t\x12\t\n\x01n\x18\x08 \x01(\t\x12\t\n\x01\x65\x18\t \x01(\t\"=\n\x0fGetJwksResponse\x12*\n\x04keys\x18\x01 \x03(\x0b\x32\x1c.emporium.auth.v1.JsonWebKey\"1\n\x0fSetRolesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\"2\n\x10SetRolesResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t2\xc2\x04\n\x0b\x41uthService\x12Q\n\x08Register\x12!.emporium.auth.v1.RegisterRequest\x1a\".emporium.auth.v1.RegisterResponse\x12\x44\n\x05Login\x12\x1e.emporium.auth.v1.LoginRequest\x1a\x1b.emporium.auth.v1.TokenPair\x12H\n\x07Refresh\x12 .emporium.auth.v1.RefreshRequest\x1a\x1b.emporium.auth.v1.TokenPair\x12K\n\x06Logout\x12\x1f.emporium.auth.v1.LogoutRequest\x1a .emporium.auth.v1.LogoutResponse\x12`\n\rValidateToken\x12&.emporium.auth.v1.ValidateTokenRequest\x1a\'.emporium.auth.v1.ValidateTokenResponse\x12N\n\x07GetJwks\x12 .emporium.auth.v1.GetJwksRequest\x1a!.emporium.auth.v1.GetJwksResponse\x12Q\n\x08SetRoles\x12!.emporium.auth.v1.SetRolesRequest\x1a\".emporium.auth.v1.SetRolesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)emporium/contracts/rpc/auth/v1/auth.proto\x12\x10\x65mporium.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"@\n\x0fRegisterRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"q\n\x10RegisterResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x11\n\tclient_ip\x18\x03 \x01(\t\"q\n\tTokenPair\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x03\x12\x0f\n\x07user_id\x18\x05 \x01(\t\"\'\n\x0eRefreshRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"<\n\rLogoutRequest\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\"\x10\n\x0eLogoutResponse\"@\n\x14ValidateTokenRequest\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\nomit_email\x18\x02 \x01(\x08\"\x8a\x01\n\x15ValidateTokenResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65mail\x18\x05 \x01(\t\"\x10\n\x0eGetJwksRequest\"y\n\nJsonWebKey\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x0b\n\x03kty\x18\x02 \x01(\t\x12\x0b\n\x03\x61lg\x18\x03 \x01(\t\x12\x0b\n\x03use\x18\x04 \x01(\t\x12\x0b\n\x03\x63rv\x18\x05 \x01(\t\x12\t\n\x01x\x18\x06 \x01(\t\x12\t\n\x01y\x18\x07 \x01(\t\x12\t\n\x01n\x18\x08 \x01(\t\x12\t\n\x01\x65\x18\t \x01(\t\"=\n\x0fGetJwksResponse\x12*\n\x04keys\x18\x01 \x03(\x0b\x32\x1c.emporium.auth.v1.JsonWebKey\"1\n\x0fSetRolesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\"2\n\x10SetRolesResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t2\xc2\x04\n\x0b\x41uthService\x12Q\n\x08Register\x12!.emporium.auth.v1.RegisterRequest\x1a\".emporium.auth.v1.RegisterResponse\x12\x44\n\x05Login\x12\x1e.emporium.auth.v1.LoginRequest\x1a\x1b.emporium.auth.v1.TokenPair\x12H\n\x07Refresh\x12 .emporium.auth.v1.RefreshRequest\x1a\x1b.emporium.auth.v1.TokenPair\x12K\n\x06Logout\x12\x1f.emporium.auth.v1.LogoutRequest\x1a .emporium.auth.v1.LogoutResponse\x12`\n\rValidateToken\x12&.emporium.auth.v1.ValidateTokenRequest\x1a\'.emporium.auth.v1.ValidateTokenResponse\x12N\n\x07GetJwks\x12 .emporium.auth.v1.GetJwksRequest\x1a!.emporium.auth.v1.GetJwksResponse\x12Q\n\x08SetRoles\x12!.emporium.auth.v1.SetRolesRequest\x1a\".emporium.auth.v1.SetRolesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,19 +47,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOGOUTRESPONSE']._serialized_start=563
   _globals['_LOGOUTRESPONSE']._serialized_end=579
   _globals['_VALIDATETOKENREQUEST']._serialized_start=581
-  _globals['_VALIDATETOKENREQUEST']._serialized_end=625
-  _globals['_VALIDATETOKENRESPONSE']._serialized_start=628
-  _globals['_VALIDATETOKENRESPONSE']._serialized_end=766
-  _globals['_GETJWKSREQUEST']._serialized_start=768
-  _globals['_GETJWKSREQUEST']._serialized_end=784
-  _globals['_JSONWEBKEY']._serialized_start=786
-  _globals['_JSONWEBKEY']._serialized_end=907
-  _globals['_GETJWKSRESPONSE']._serialized_start=909
-  _globals['_GETJWKSRESPONSE']._serialized_end=970
-  _globals['_SETROLESREQUEST']._serialized_start=972
-  _globals['_SETROLESREQUEST']._serialized_end=1021
-  _globals['_SETROLESRESPONSE']._serialized_start=1023
-  _globals['_SETROLESRESPONSE']._serialized_end=1073
-  _globals['_AUTHSERVICE']._serialized_start=1076
-  _globals['_AUTHSERVICE']._serialized_end=1654
+  _globals['_VALIDATETOKENREQUEST']._serialized_end=645
+  _globals['_VALIDATETOKENRESPONSE']._serialized_start=648
+  _globals['_VALIDATETOKENRESPONSE']._serialized_end=786
+  _globals['_GETJWKSREQUEST']._serialized_start=788
+  _globals['_GETJWKSREQUEST']._serialized_end=804
+  _globals['_JSONWEBKEY']._serialized_start=806
+  _globals['_JSONWEBKEY']._serialized_end=927
+  _globals['_GETJWKSRESPONSE']._serialized_start=929
+  _globals['_GETJWKSRESPONSE']._serialized_end=990
+  _globals['_SETROLESREQUEST']._serialized_start=992
+  _globals['_SETROLESREQUEST']._serialized_end=1041
+  _globals['_SETROLESRESPONSE']._serialized_start=1043
+  _globals['_SETROLESRESPONSE']._serialized_end=1093
+  _globals['_AUTHSERVICE']._serialized_start=1096
+  _globals['_AUTHSERVICE']._serialized_end=1674
 # @@protoc_insertion_point(module_scope)

@@ -208,15 +208,22 @@ class ValidateTokenRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ACCESS_TOKEN_FIELD_NUMBER: _builtins.int
+    OMIT_EMAIL_FIELD_NUMBER: _builtins.int
     access_token: _builtins.str
+    omit_email: _builtins.bool
+    """The caller needs only who the token stands for (the gateway, on every request): auth
+    skips reading the account's email, and `email` comes back empty. Default false, so a
+    caller that predates the flag still gets the email.
+    """
     def __init__(
         self,
         *,
         access_token: _builtins.str = ...,
+        omit_email: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "omit_email", b"omit_email"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
