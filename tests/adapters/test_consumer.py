@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from emporium.chassis.backoff import Backoff
 from emporium.chassis.bus.base import EventBus, Message
 from emporium.chassis.bus.factory import open_bus
 from emporium.chassis.db import Database, UnitOfWork
+from emporium.chassis.errors import DomainError, ErrorCode
 from emporium.chassis.events.consumer import EventConsumer, dead_letter_topic
 from emporium.chassis.events.envelope import Event, from_delivery, to_message
 from emporium.chassis.runtime import StopSignal
@@ -278,3 +279,87 @@ async def test_without_a_database_the_handler_store_is_the_inbox(bus: EventBus) 
 
     assert contexts == [None, None]
     assert list(documents) == [ev.id]
+
+
+async def test_a_batch_handler_takes_the_fetched_batch_in_one_call(bus: EventBus) -> None:
+    topic, group, service = unique("t"), unique("g"), unique("svc")
+    sent = [event(f"order-{i}", i) for i in range(6)]
+    await bus.publish([to_message(topic, ev) for ev in sent])
+    batches: list[list[str]] = []
+    one_by_one: list[str] = []
+
+    async def handle_batch(events: Sequence[Event]) -> None:
+        batches.append([ev.id for ev in events])
+
+    async def handler(context: object, ev: Event) -> None:
+        one_by_one.append(ev.id)
+
+    consumer = EventConsumer(
+        None, bus, service, group, [topic], handler, batch_handler=handle_batch
+    )
+    await consumer.start()
+
+    async def done() -> bool:
+        return consumed(service, group, topic, "processed") >= len(sent)
+
+    try:
+        await poll_until(consumer, done)
+    finally:
+        await consumer.close()
+
+    applied = [*(i for batch in batches for i in batch), *one_by_one]
+    assert sorted(applied) == sorted(ev.id for ev in sent)  # each once
+    assert max(map(len, batches)) > 1, batches  # a fetch of several went in one call
+    assert consumed(service, group, topic, "processed") == len(sent)
+    assert await redelivered(bus, group, topic) == 0  # the batch's offsets committed
+
+
+async def test_a_poison_event_sends_its_batch_down_the_per_event_path(bus: EventBus) -> None:
+    topic, group, service = unique("t"), unique("g"), unique("svc")
+    poison, good = event("order-1", 1), event("order-2", 2)
+    await bus.publish([to_message(topic, ev) for ev in (good, poison, event("order-3", 3))])
+    facts: dict[str, int] = {}  # keyed by event id: a repeated write is harmless
+    batch_calls: list[int] = []
+
+    def apply(ev: Event) -> None:
+        if ev.id == poison.id:
+            raise DomainError("not a fact", ErrorCode.INVALID_ARGUMENT, "bad_fact")
+        facts[ev.id] = ev.data["n"]
+
+    async def handle_batch(events: Sequence[Event]) -> None:
+        batch_calls.append(len(events))
+        for ev in events:
+            apply(ev)
+
+    async def handler(context: object, ev: Event) -> None:
+        apply(ev)
+
+    consumer = EventConsumer(
+        None, bus, service, group, [topic], handler, batch_handler=handle_batch
+    )
+    await consumer.start()
+
+    async def done() -> bool:
+        return consumed(service, group, topic, "processed") >= 2
+
+    try:
+        await poll_until(consumer, done)
+    finally:
+        await consumer.close()
+
+    assert batch_calls, "the batch handler was never tried"
+    assert sorted(facts.values()) == [2, 3]
+    assert consumed(service, group, topic, "processed") == 2  # counted once, not per try
+    assert consumed(service, group, topic, "dead_lettered") == 1
+    assert from_delivery(await read_dlq(bus, topic)).id == poison.id
+    assert await redelivered(bus, group, topic) == 0
+
+
+def test_a_batch_handler_needs_a_store_idempotent_consumer(
+    bus: EventBus, database: Database
+) -> None:
+    async def handle_batch(events: Sequence[Event]) -> None:
+        raise AssertionError("never called")
+
+    with pytest.raises(ValueError, match="store-idempotent"):
+        EventConsumer(database, bus, "svc", "g", ["t"], counting, batch_handler=handle_batch)

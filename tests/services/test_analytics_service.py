@@ -18,8 +18,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from emporium.chassis.bus.base import EventBus
 from emporium.chassis.bus.factory import open_bus
-from emporium.chassis.events.consumer import EventConsumer
-from emporium.chassis.events.envelope import Event, to_message
+from emporium.chassis.events.consumer import EventConsumer, dead_letter_topic
+from emporium.chassis.events.envelope import Event, from_delivery, to_message
 from emporium.chassis.olap.factory import open_olap
 from emporium.chassis.rpc.client import create_channel, domain_error_from_rpc
 from emporium.chassis.rpc.identity import Caller
@@ -84,6 +84,7 @@ class AnalyticsWorld:
     bus: EventBus
     consumer: EventConsumer
     port: int
+    store: FactStore
     channels: list[Any] = field(default_factory=list)
 
     async def publish(self, *pairs: tuple[EventModel, Event]) -> None:
@@ -136,7 +137,7 @@ async def world(tmp_path: Path) -> AsyncIterator[AnalyticsWorld]:
     analytics_pb2_grpc.add_AnalyticsServiceServicer_to_server(AnalyticsServicer(store), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    world = AnalyticsWorld(bus, consumer, port)
+    world = AnalyticsWorld(bus, consumer, port, store)
     try:
         yield world
     finally:
@@ -216,6 +217,49 @@ async def test_a_redelivered_event_is_counted_once(world: AnalyticsWorld) -> Non
     report = await world.sales(**RANGE)
     assert (report.orders, report.paid_orders, report.revenue_minor) == (3, 2, 16998)
     assert await world.top(**RANGE) == [("p-case", 5, 5000), ("p-phones", 2, 11998)]
+
+
+async def test_a_fetched_batch_is_one_insert_per_table(
+    world: AnalyticsWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every OLAP insert is a part to write and merge: the eight events of SHOP, fetched
+    together, go in as one insert into each of the three tables they touch."""
+    inserts: list[tuple[str, int]] = []
+    real_insert = world.store.olap.insert
+
+    async def counted(table: str, columns: Any, rows: Any) -> None:
+        inserts.append((table, len(rows)))
+        await real_insert(table, columns, rows)
+
+    monkeypatch.setattr(world.store.olap, "insert", counted)
+    await shop(world)
+    schema = world.store.schema
+    assert sorted(inserts) == sorted([(schema.lines, 5), (schema.orders, 4), (schema.payments, 4)])
+    report = await world.sales(**RANGE)
+    assert (report.orders, report.paid_orders, report.revenue_minor) == (3, 2, 16998)
+
+
+async def test_a_poison_event_is_parked_and_the_rest_of_its_batch_recorded(
+    world: AnalyticsWorld,
+) -> None:
+    good = [(m, cloud_event(m, at)) for m, at in SHOP[:2]]
+    _, event_type, subject, _ = encode(SHOP[2][0])
+    poison = Event(
+        source="/emporium/test", type=event_type, subject=subject, data={"order_id": 7}, time=T0
+    )
+    await world.publish(good[0], (SHOP[2][0], poison), good[1])
+    report = await world.sales(**RANGE)
+    assert (report.orders, report.paid_orders, report.revenue_minor) == (1, 1, 12998)
+    parked = world.bus.consumer("dlq-reader", [dead_letter_topic(OrderCreatedV1.TOPIC)])
+    await parked.start()
+    try:
+        deliveries: list[Any] = []
+        deadline = time.monotonic() + 20
+        while not deliveries and time.monotonic() < deadline:
+            deliveries = await parked.fetch(10, 0.5)
+    finally:
+        await parked.stop()
+    assert [from_delivery(d).id for d in deliveries] == [poison.id]
 
 
 async def test_low_stock_lists_the_latest_alert_per_sku(world: AnalyticsWorld) -> None:

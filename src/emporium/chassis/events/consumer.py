@@ -14,6 +14,15 @@ One dead-letter topic per source topic (not per group): operators look in one pl
 topic, and `x-dlq-group` says which consumer gave up. Failures of the infrastructure itself
 (database or network unreachable, a dependency UNAVAILABLE) are not the message's fault: they
 are never dead-lettered; the loop backs off and the message is delivered again.
+
+Batches (`batch_handler`, store-idempotent consumers only): a consumer whose store is cheap
+per statement but dear per write (analytics' OLAP parts) may take a whole fetched batch in
+one call. Each event still gets its CONSUMER span in its producer's trace and its count; the
+offsets are committed after the batch handler returned. If anything in the batch fails (a
+record that is no CloudEvent, a poison payload, the store down), the same deliveries go
+through the per-event path above, retries and dead letters included: the batch handler's
+writes are idempotent, so what it applied before failing is applied again harmlessly.
+`linger` seconds between polls that did not fill a batch let events gather into one.
 """
 
 from __future__ import annotations
@@ -21,7 +30,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from opentelemetry import trace
 from pydantic import ValidationError
@@ -48,6 +58,10 @@ PROCESSED = "processed"
 DUPLICATE = "duplicate"
 RETRIED = "retried"
 DEAD_LETTERED = "dead_lettered"
+
+# `async def handle_batch(events) -> None`: the effect of every event, in order, written
+# idempotently (see StoreIdempotentInbox); raising sends the batch down the per-event path.
+BatchHandler = Callable[[Sequence[Event]], Awaitable[None]]
 
 
 def dead_letter_topic(topic: str) -> str:
@@ -86,9 +100,18 @@ class EventConsumer:
         backoff: Backoff | None = None,
         batch_size: int = 100,
         poll_timeout: float = 0.5,
+        batch_handler: BatchHandler | None = None,
+        linger: float = 0.0,
     ) -> None:
         if inbox is None:
             inbox = RelationalInbox(database) if database is not None else StoreIdempotentInbox()
+        if batch_handler is not None and not isinstance(inbox, StoreIdempotentInbox):
+            raise ValueError(
+                "a batch handler needs a store-idempotent consumer: an inbox row per event "
+                "is one transaction per event anyway"
+            )
+        self.batch_handler = batch_handler
+        self.linger = max(linger, 0.0)
         self.bus = bus
         self.service = service
         self.group = group
@@ -124,8 +147,10 @@ class EventConsumer:
             while not stop.is_set():
                 try:
                     await self.start()
-                    await self.poll_once(stop)
+                    handled = await self.poll_once(stop)
                     failures = 0
+                    if self.linger and handled < self.batch_size:
+                        await stop.wait(self.linger)  # let the next batch gather
                 except Exception:
                     failures += 1
                     delay = self.backoff.delay(failures)
@@ -145,6 +170,13 @@ class EventConsumer:
         deliveries = await consumer.fetch(self.batch_size, self.poll_timeout)
         done: dict[tuple[str, int], Delivery] = {}
         handled = 0
+        if len(deliveries) > 1 and await self._apply_batch(deliveries):
+            for delivery in deliveries:
+                done[(delivery.topic, delivery.partition)] = delivery
+            for last in done.values():
+                await consumer.commit(last)
+            await self._refresh_lag(consumer)
+            return len(deliveries)
         try:
             for delivery in deliveries:
                 if not await self.handle(delivery, stop):
@@ -198,16 +230,44 @@ class EventConsumer:
         await self.dead_letter(delivery, error, attempts=attempt)
         return True
 
-    async def _attempt(self, delivery: Delivery, event: Event) -> Exception | None:
-        """Run the handler once through the inbox inside a CONSUMER span."""
-        context = extract_headers(event.header_map())
-        with tracer().start_as_current_span(
-            f"{delivery.topic} process",
-            context=context,
-            kind=trace.SpanKind.CONSUMER,
-            record_exception=False,
-            set_status_on_exception=False,
-            attributes={
+    async def _apply_batch(self, deliveries: Sequence[Delivery]) -> bool:
+        """The batch handler over every delivery, each in its own CONSUMER span; False (and
+        nothing counted) when the batch must go through the per-event path instead."""
+        if self.batch_handler is None:
+            return False
+        try:
+            events = [from_delivery(delivery) for delivery in deliveries]
+        except EnvelopeError:
+            return False  # the per-event path dead-letters the record
+        spans = [
+            tracer().start_span(**self._span_args(delivery, event))
+            for delivery, event in zip(deliveries, events, strict=True)
+        ]
+        try:
+            await self.batch_handler(events)
+        except Exception as exc:
+            for span in spans:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, repr(exc)))
+                span.end()
+            log.info(
+                "event batch failed; handling its events one by one",
+                extra={"group": self.group, "events": len(events), "error": repr(exc)},
+            )
+            return False
+        for span in spans:
+            span.set_attribute("emporium.duplicate", False)
+            span.end()
+        for delivery in deliveries:
+            self._count(delivery, PROCESSED)
+        return True
+
+    def _span_args(self, delivery: Delivery, event: Event) -> dict[str, Any]:
+        """The CONSUMER span of one event, continuing its producer's trace."""
+        return {
+            "name": f"{delivery.topic} process",
+            "context": extract_headers(event.header_map()),
+            "kind": trace.SpanKind.CONSUMER,
+            "attributes": {
                 "messaging.system": "kafka",
                 "messaging.destination.name": delivery.topic,
                 "messaging.consumer.group.name": self.group,
@@ -215,6 +275,14 @@ class EventConsumer:
                 "cloudevents.event_type": event.type,
                 "cloudevents.event_subject": event.subject,
             },
+        }
+
+    async def _attempt(self, delivery: Delivery, event: Event) -> Exception | None:
+        """Run the handler once through the inbox inside a CONSUMER span."""
+        with tracer().start_as_current_span(
+            **self._span_args(delivery, event),
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
             try:
                 applied = await self.inbox.apply_once(self.group, event, self.handler)

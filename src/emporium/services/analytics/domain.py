@@ -19,7 +19,7 @@ Ranges are half-open: `from <= occurred_at < to`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
@@ -78,6 +78,19 @@ class FactBatch:
     table: str
     columns: tuple[str, ...]
     rows: list[tuple[Any, ...]]
+
+
+def merged(groups: Iterable[Iterable[FactBatch]]) -> list[FactBatch]:
+    """The batches of several events as one per (table, columns), rows in event order: what
+    turns a fetched batch of events into one insert per table."""
+    by_table: dict[tuple[str, tuple[str, ...]], FactBatch] = {}
+    for group in groups:
+        for batch in group:
+            key = (batch.table, batch.columns)
+            if key not in by_table:
+                by_table[key] = FactBatch(batch.table, batch.columns, [])
+            by_table[key].rows.extend(batch.rows)
+    return list(by_table.values())
 
 
 ORDER_COLUMNS: Final = (

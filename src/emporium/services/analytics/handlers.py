@@ -7,9 +7,9 @@ inbox is needed. Reports are for admins only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from emporium.chassis.rpc.identity import require_admin
 from emporium.contracts.events import InventoryLowV1, OrderCompletedV1, OrderCreatedV1
@@ -19,18 +19,26 @@ from emporium.services.analytics.store import FactStore
 EventPayload = OrderCreatedV1 | OrderCompletedV1 | InventoryLowV1
 
 
-async def record(
-    store: FactStore, event_id: str, occurred_at: datetime, event: EventPayload
-) -> None:
-    """Append the facts of one event (`occurred_at` is its CloudEvent `time`)."""
-    schema = store.schema
+class Fact(NamedTuple):
+    """One event to record: its id, its CloudEvent `time` and its payload."""
+
+    event_id: str
+    occurred_at: datetime
+    event: EventPayload
+
+
+async def record(store: FactStore, facts: Iterable[Fact]) -> None:
+    """Append the facts of these events: one insert per table, whatever their number."""
+    await store.append(domain.merged(_batches(store.schema, fact) for fact in facts))
+
+
+def _batches(schema: domain.Schema, fact: Fact) -> list[domain.FactBatch]:
+    event_id, occurred_at, event = fact
     if isinstance(event, OrderCreatedV1):
-        batches = schema.order_created(event_id, occurred_at, event)
-    elif isinstance(event, OrderCompletedV1):
-        batches = schema.order_completed(event_id, occurred_at, event)
-    else:
-        batches = schema.inventory_low(event_id, occurred_at, event)
-    await store.append(batches)
+        return schema.order_created(event_id, occurred_at, event)
+    if isinstance(event, OrderCompletedV1):
+        return schema.order_completed(event_id, occurred_at, event)
+    return schema.inventory_low(event_id, occurred_at, event)
 
 
 async def sales_report(
