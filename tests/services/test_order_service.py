@@ -26,7 +26,7 @@ from typing import Any
 import grpc
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from emporium.chassis.backoff import Backoff
 from emporium.chassis.db import Database
@@ -445,6 +445,35 @@ async def test_orders_are_visible_to_their_owner_and_admins(world: CheckoutWorld
         world.stub(BOB).ListOrders(order_pb2.ListOrdersRequest(user_id="u-ada"))
     )
     assert snoop.code is ErrorCode.PERMISSION_DENIED
+
+
+async def test_a_finished_order_is_answered_and_read_without_a_transaction(
+    world: CheckoutWorld,
+) -> None:
+    """The hot reads (GetOrder, ListOrders, a replayed PlaceOrder, the answer of a saga that
+    finished) are lone SELECTs: no BEGIN, no write lock taken just to read."""
+    placed = (await world.place(key="k-hot")).order
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement.lstrip().split(None, 1)[0].upper())
+
+    engine = world.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        got = await world.stub().GetOrder(order_pb2.GetOrderRequest(order_id=placed.id))
+        page = await world.stub().ListOrders(order_pb2.ListOrdersRequest(limit=5))
+        again = await world.place(key="k-hot")
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert (got.id, [o.id for o in page.items], again.order.id) == (
+        placed.id,
+        [placed.id],
+        placed.id,
+    )
+    assert again.replayed
+    assert statements
+    assert set(statements) == {"SELECT"}, statements
 
 
 # --- CancelOrder ----------------------------------------------------------------------------

@@ -127,8 +127,10 @@ class Database:
         The hot reads (a product page, an order, a token's standing) are single SELECTs of
         Core statements: an ORM session costs more to set up than the query, and on SQLite
         the BEGIN/ROLLBACK around one statement are two more trips to the driver's thread
-        for nothing, since a lone statement is already its own consistent snapshot. Reads
-        that need several statements to agree use `session()` (one DEFERRED transaction).
+        for nothing, since a lone statement is already its own consistent snapshot. Several
+        statements are fine too when their rows cannot disagree (an order and its lines,
+        written together and never changed apart); reads that need several statements to
+        agree on changing rows use `session()` (one DEFERRED transaction).
         """
         async with self.engine.connect() as conn:
             if self.engine.dialect.name == "sqlite":

@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from emporium.chassis.db import Database, UnitOfWork
+from emporium.chassis.db import Database, Reader, UnitOfWork
 from emporium.chassis.events.tables import inbox_table, lease_table, outbox_table
 from emporium.chassis.migrations import service_metadata
 from emporium.services.order.domain import (
@@ -254,7 +254,7 @@ async def load_saga(session: AsyncSession, order_id: str) -> CheckoutSaga | None
     return _saga(row) if row else None
 
 
-async def read_saga(session: AsyncSession, order_id: str) -> CheckoutSaga | None:
+async def read_saga(session: Reader, order_id: str) -> CheckoutSaga | None:
     row = (
         await session.execute(select(checkout_sagas).where(checkout_sagas.c.order_id == order_id))
     ).first()
@@ -365,7 +365,7 @@ async def save_order(session: AsyncSession, order: Order) -> None:
         await insert_order(session, order)
 
 
-async def _with_lines(session: AsyncSession, rows: list[Any]) -> list[Order]:
+async def _with_lines(session: Reader, rows: list[Any]) -> list[Order]:
     if not rows:
         return []
     query = (
@@ -401,14 +401,14 @@ async def _with_lines(session: AsyncSession, rows: list[Any]) -> list[Order]:
     ]
 
 
-async def get_order(session: AsyncSession, order_id: str) -> Order | None:
+async def get_order(session: Reader, order_id: str) -> Order | None:
     rows = (await session.execute(select(orders).where(orders.c.id == order_id))).all()
     found = await _with_lines(session, list(rows))
     return found[0] if found else None
 
 
 async def list_orders(
-    session: AsyncSession, user_id: str, limit: int, after: tuple[datetime, str] | None
+    session: Reader, user_id: str, limit: int, after: tuple[datetime, str] | None
 ) -> list[Order]:
     """The user's orders, newest first (ties by id), starting after the cursor position."""
     query = select(orders).where(orders.c.user_id == user_id)
@@ -433,7 +433,7 @@ class StoredKey:
     answer: dict[str, Any] | None
 
 
-async def idempotency_record(session: AsyncSession, user_id: str, key: str) -> StoredKey | None:
+async def idempotency_record(session: Reader, user_id: str, key: str) -> StoredKey | None:
     query = select(idempotency_keys).where(
         idempotency_keys.c.user_id == user_id, idempotency_keys.c.key == key
     )

@@ -139,8 +139,8 @@ class Orders:
     async def place(self, user_id: str, key: object, body: Mapping[str, object]) -> Placed:
         caller = require_authenticated()
         command = PlaceOrder.parse(_subject(caller, user_id), key, body)
-        async with self.db.session() as session:
-            known = await store.idempotency_record(session, command.user_id, str(key))
+        async with self.db.read() as conn:
+            known = await store.idempotency_record(conn, command.user_id, str(key))
         if known is not None:
             return await self._replay(known.record, command)
         await self.remote.check_token(command.payment_token)
@@ -163,10 +163,8 @@ class Orders:
         return Placed(await self._answer(order.id), replayed=False)
 
     async def _replay_after_race(self, command: PlaceOrder) -> Placed:
-        async with self.db.session() as session:
-            known = await store.idempotency_record(
-                session, command.user_id, command.idempotency_key
-            )
+        async with self.db.read() as conn:
+            known = await store.idempotency_record(conn, command.user_id, command.idempotency_key)
         if known is None:  # pragma: no cover - the winner's row is committed before we lose
             raise DomainError("idempotency race", ErrorCode.CONFLICT, "conflict")
         return await self._replay(known.record, command)
@@ -180,7 +178,11 @@ class Orders:
         """The order as it stands once the saga finished or the budget ran out; the stored
         refusal for a checkout that was refused before it was placed."""
         await self.runner.wait(order_id, self._budget())
-        async with self.db.unit_of_work() as uow:
+        async with self.db.read() as conn:  # the usual answer: the saga finished, one SELECT
+            saga = await store.read_saga(conn, order_id)
+        if saga is not None and saga.is_finished and saga.order_recorded:
+            return saga.order
+        async with self.db.unit_of_work() as uow:  # otherwise decide the key's answer
             saga = await store.read_saga(uow.session, order_id)
             if saga is None:
                 raise not_found(f"order {order_id} not found")
@@ -202,8 +204,8 @@ class Orders:
         raise _stored_error(answer)
 
     async def _current(self, order_id: str) -> Order:
-        async with self.db.session() as session:
-            order = await store.get_order(session, order_id)
+        async with self.db.read() as conn:
+            order = await store.get_order(conn, order_id)
         if order is None:  # pragma: no cover - written with the saga
             raise not_found(f"order {order_id} not found")
         return order
@@ -212,8 +214,8 @@ class Orders:
 
     async def get(self, order_id: str) -> Order:
         caller = require_authenticated()
-        async with self.db.session() as session:
-            order = await store.get_order(session, order_id) if order_id else None
+        async with self.db.read() as conn:
+            order = await store.get_order(conn, order_id) if order_id else None
         if order is None:
             raise not_found(f"order {order_id} not found")
         order.ensure_visible_to(caller.user_id, is_admin=_privileged(caller))
@@ -226,8 +228,8 @@ class Orders:
             raise invalid("invalid page", FieldError("limit", f"must be 1-{MAX_PAGE_SIZE}"))
         size = limit or DEFAULT_PAGE_SIZE
         after = _decode_cursor(cursor)
-        async with self.db.session() as session:
-            found = await store.list_orders(session, owner, size + 1, after)
+        async with self.db.read() as conn:
+            found = await store.list_orders(conn, owner, size + 1, after)
         items = found[:size]
         next_cursor = _encode_cursor(items[-1]) if len(found) > size else ""
         return OrderPage(items, next_cursor)
@@ -241,8 +243,8 @@ class Orders:
         decision = await self.runner.apply(order_id, lambda saga, now: saga.request_cancel(now))
         self.runner.start(order_id, decision.remote)
         await self.runner.wait(order_id, self._budget())
-        async with self.db.session() as session:
-            order = await store.get_order(session, order_id)
+        async with self.db.read() as conn:
+            order = await store.get_order(conn, order_id)
         if order is None:  # pragma: no cover - it was visible above and orders are never deleted
             raise not_found(f"order {order_id} not found")
         return order
