@@ -15,8 +15,9 @@ from pathlib import Path
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, select, text, update
 
-from emporium.chassis.bus.base import Consumer, Delivery
+from emporium.chassis.bus.base import Consumer, Delivery, EventBus
 from emporium.chassis.db import Database, UnitOfWork, create_engine
+from emporium.chassis.events.consumer import dead_letter_topic
 from emporium.chassis.events.envelope import Event
 from emporium.chassis.events.tables import EVENT_METADATA
 
@@ -123,3 +124,15 @@ async def collect(consumer: Consumer, count: int) -> list[Delivery]:
     while len(got) < count and time.monotonic() < deadline:
         got += await consumer.fetch(max_records=max(count - len(got), 1), timeout=0.5)
     return got
+
+
+async def read_dlq(bus: EventBus, topic: str) -> Delivery:
+    """The one record a consumer parked in `topic`'s dead-letter topic."""
+    reader = bus.consumer(unique("dlq-reader"), [dead_letter_topic(topic)])
+    await reader.start()
+    try:
+        got = await collect(reader, 1)
+    finally:
+        await reader.stop()
+    assert len(got) == 1
+    return got[0]

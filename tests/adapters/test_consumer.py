@@ -23,11 +23,17 @@ from emporium.chassis.bus.base import EventBus, Message
 from emporium.chassis.bus.factory import open_bus
 from emporium.chassis.db import Database, UnitOfWork
 from emporium.chassis.errors import DomainError, ErrorCode
-from emporium.chassis.events.consumer import EventConsumer, dead_letter_topic
+from emporium.chassis.events.consumer import EventConsumer
 from emporium.chassis.events.envelope import Event, from_delivery, to_message
 from emporium.chassis.runtime import StopSignal
 from tests.backends import backend_url
-from tests.events_support import bump_effect, collect, effects, fresh_database, unique
+from tests.events_support import (
+    bump_effect,
+    effects,
+    fresh_database,
+    read_dlq,
+    unique,
+)
 
 CAP_SECONDS = 45.0
 
@@ -146,17 +152,6 @@ async def test_poisoned_message_is_retried_then_parked_and_the_next_is_processed
     assert parked.header("x-dlq-attempts") == b"3"
     assert b"cannot handle this one" in (parked.header("x-dlq-error") or b"")
     assert await redelivered(bus, group, topic) == 0  # both offsets committed
-
-
-async def read_dlq(bus: EventBus, topic: str) -> Any:
-    reader = bus.consumer(unique("dlq-reader"), [dead_letter_topic(topic)])
-    await reader.start()
-    try:
-        got = await collect(reader, 1)
-    finally:
-        await reader.stop()
-    assert len(got) == 1
-    return got[0]
 
 
 async def redelivered(bus: EventBus, group: str, topic: str) -> int:

@@ -20,7 +20,7 @@ import pytest
 from emporium.chassis.bus.base import EventBus
 from emporium.chassis.bus.factory import open_bus
 from emporium.chassis.events.consumer import EventConsumer
-from emporium.chassis.events.envelope import Event, to_message
+from emporium.chassis.events.envelope import Event, from_delivery, to_message
 from emporium.chassis.events.outbox import build_event
 from emporium.chassis.rpc.client import create_channel, domain_error_from_rpc
 from emporium.chassis.rpc.identity import Caller
@@ -33,6 +33,7 @@ from emporium.services.search.consumers import product_updated_consumer
 from emporium.services.search.rpc import SearchServicer
 from emporium.services.search.store import ProductIndex
 from tests.backends import backend_url
+from tests.events_support import read_dlq
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 CATALOG: list[dict[str, Any]] = [
@@ -260,6 +261,41 @@ async def test_stale_events_are_ignored(catalog: SearchWorld) -> None:
     revived = product_event(T0 + timedelta(hours=4), **{**CATALOG[1], "name": "New Speaker"})
     await catalog.publish(revived)
     assert ids(await catalog.search(q="speaker")) == ["p-speaker"]
+
+
+async def test_a_fetched_batch_is_one_index_write(
+    world: SearchWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each index write is a segment commit (or a refresh): the catalog's five products plus
+    an older and a newer change of one of them, fetched together, are one write of five."""
+    writes: list[list[str]] = []
+    real_upsert = world.products.index.upsert
+
+    async def counted(docs: Any) -> None:
+        writes.append(sorted(d["id"] for d in docs))
+        await real_upsert(docs)
+
+    monkeypatch.setattr(world.products.index, "upsert", counted)
+    renamed = {**CATALOG[1], "name": "Party Speaker"}
+    await world.publish(
+        *(product_event(T0 + timedelta(minutes=i), **p) for i, p in enumerate(CATALOG)),
+        product_event(T0 + timedelta(hours=2), **renamed),
+        product_event(T0 + timedelta(hours=1), **{**CATALOG[1], "name": "Old Speaker"}),
+    )
+    assert writes == [sorted(p["product_id"] for p in CATALOG)]
+    assert ids(await world.search(q="party")) == ["p-speaker"]
+    assert ids(await world.search(q="old")) == []
+    assert (await world.search()).total == len(CATALOG)
+
+
+async def test_a_poison_event_is_parked_and_the_rest_of_its_batch_indexed(
+    world: SearchWorld,
+) -> None:
+    good = product_event(T0, **CATALOG[0])
+    poison = replace(product_event(T0, **CATALOG[1]), data={"product_id": 7})
+    await world.publish(good, poison, product_event(T0, **CATALOG[2]))
+    assert sorted(ids(await world.search())) == sorted(["p-headphones", "p-headset"])
+    assert from_delivery(await read_dlq(world.bus, ProductUpdatedV1.TOPIC)).id == poison.id
 
 
 @pytest.mark.parametrize("world", ["tantivy"], indirect=True)

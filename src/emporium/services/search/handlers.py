@@ -9,7 +9,7 @@ the change) is ignored, so a replay cannot bring back an old price or a deleted 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -32,18 +32,37 @@ async def apply_product_updated(
     products: ProductIndex, event: ProductUpdatedV1, event_time: datetime
 ) -> bool:
     """Index (or remove) the product; False when the event was stale and ignored."""
-    if is_stale(await products.indexed(event.product_id), event_time):
-        log.info(
-            "stale product.updated ignored",
-            extra={"product_id": event.product_id, "event_time": event_time.isoformat()},
-        )
-        return False
-    change = index_change(event, event_time)
-    if isinstance(change, RemoveDocument):
-        await products.put(tombstone_document(change.product_id, event_time))
-    else:
-        await products.put(change.document)
-    return True
+    return await apply_product_updates(products, [(event, event_time)]) == 1
+
+
+async def apply_product_updates(
+    products: ProductIndex, updates: Sequence[tuple[ProductUpdatedV1, datetime]]
+) -> int:
+    """Several `product.updated` in one index write; how many products were written.
+
+    The same outcome as applying them one by one in order: per product only the newest
+    event can win (on equal times the later one, as `is_stale` lets an equal time through),
+    and it is written only if it is not older than what the index holds."""
+    newest: dict[str, tuple[ProductUpdatedV1, datetime]] = {}
+    for event, event_time in updates:
+        held = newest.get(event.product_id)
+        if held is None or not event_time < held[1]:
+            newest[event.product_id] = (event, event_time)
+    documents = []
+    for product_id, (event, event_time) in newest.items():
+        if is_stale(await products.indexed(product_id), event_time):
+            log.info(
+                "stale product.updated ignored",
+                extra={"product_id": product_id, "event_time": event_time.isoformat()},
+            )
+            continue
+        change = index_change(event, event_time)
+        if isinstance(change, RemoveDocument):
+            documents.append(tombstone_document(change.product_id, event_time))
+        else:
+            documents.append(change.document)
+    await products.put(*documents)
+    return len(documents)
 
 
 async def search_products(

@@ -22,10 +22,13 @@ class ProductIndex:
         """The product's current document or tombstone, or None if never indexed."""
         return await self.index.get(product_id)
 
-    async def put(self, document: Mapping[str, Any]) -> None:
-        """Add or replace the document with the same `id` (searchable on return)."""
-        await self.index.upsert([document])
-        await self.index.refresh()
+    async def put(self, *documents: Mapping[str, Any]) -> None:
+        """Add or replace the documents with the same `id`s (searchable on return): one
+        write and one refresh however many, since each is a segment commit (Tantivy) or a
+        refresh (Elasticsearch) that costs the same for one document as for a hundred."""
+        if documents:
+            await self.index.upsert(list(documents))
+            await self.index.refresh()
 
     async def search(self, query: SearchQuery) -> SearchResult:
         return await self.index.search(query)
