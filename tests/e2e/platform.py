@@ -33,6 +33,15 @@ class Platform:
     def log(self) -> str:
         return self.output.read_text(errors="replace")
 
+    def service_logs(self, lines: int = 40) -> str:
+        """The last `lines` of every service's own log (`var/log/<service>.log`): what a
+        failed end-to-end assertion needs beside the launcher's output."""
+        parts = []
+        for path in sorted((self.data_dir / "log").glob("*.log")):
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {path.name} (last {len(tail)} lines)\n" + "\n".join(tail))
+        return "\n".join(parts)
+
 
 def ports() -> list[int]:
     found: list[int] = [PAYMENT_SANDBOX.http_port]

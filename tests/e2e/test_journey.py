@@ -72,6 +72,7 @@ def platform(
     with production_env(request.param) as extra:
         env.update(extra)
         with running_platform(tmp, env, demo=request.param == "embedded") as running:
+            failed_before = request.session.testsfailed
             try:
                 wait_healthy()
                 yield request.param
@@ -79,6 +80,10 @@ def platform(
                 print(running.log())
                 print(failed_calls())
                 raise
+            # A failed test is not raised into its fixture: say what the services logged.
+            if request.session.testsfailed > failed_before:
+                print(running.log())
+                print(running.service_logs())
 
 
 def failed_calls() -> str:
