@@ -64,6 +64,16 @@ DEAD_LETTERED = "dead_lettered"
 BatchHandler = Callable[[Sequence[Event]], Awaitable[None]]
 
 
+def one_at_a_time(handle_batch: BatchHandler) -> Handler:
+    """The per-event handler of a batch handler (for the per-event path): the same effect,
+    written by the same code, for a batch of one."""
+
+    async def handle(_: object, event: Event) -> None:
+        await handle_batch([event])
+
+    return handle
+
+
 def dead_letter_topic(topic: str) -> str:
     """Where a consumer parks the records of `topic` it cannot handle."""
     return f"{topic}{DLQ_SUFFIX}"
@@ -170,16 +180,10 @@ class EventConsumer:
         deliveries = await consumer.fetch(self.batch_size, self.poll_timeout)
         done: dict[tuple[str, int], Delivery] = {}
         handled = 0
-        if len(deliveries) > 1 and await self._apply_batch(deliveries):
-            for delivery in deliveries:
-                done[(delivery.topic, delivery.partition)] = delivery
-            for last in done.values():
-                await consumer.commit(last)
-            await self._refresh_lag(consumer)
-            return len(deliveries)
+        batched = len(deliveries) > 1 and await self._apply_batch(deliveries)
         try:
             for delivery in deliveries:
-                if not await self.handle(delivery, stop):
+                if not batched and not await self.handle(delivery, stop):
                     break  # stopping in the middle of a backoff: leave the rest uncommitted
                 done[(delivery.topic, delivery.partition)] = delivery
                 handled += 1

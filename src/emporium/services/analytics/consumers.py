@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from emporium.chassis.bus.base import EventBus
-from emporium.chassis.events.consumer import BatchHandler, EventConsumer
+from emporium.chassis.events.consumer import BatchHandler, EventConsumer, one_at_a_time
 from emporium.chassis.events.envelope import Event
-from emporium.chassis.events.inbox import Handler, StoreIdempotentInbox
+from emporium.chassis.events.inbox import StoreIdempotentInbox
 from emporium.chassis.rpc.identity import Caller, acting_as
 from emporium.contracts.events import InventoryLowV1, OrderCompletedV1, OrderCreatedV1
 from emporium.contracts.events.registry import decode_event
@@ -39,16 +39,6 @@ def _fact(event: Event) -> handlers.Fact | None:
     return None
 
 
-def facts_handler(store: FactStore) -> Handler:
-    async def handle(_: object, event: Event) -> None:
-        fact = _fact(event)
-        if fact is not None:
-            with acting_as(Caller.system(GROUP)):
-                await handlers.record(store, [fact])
-
-    return handle
-
-
 def facts_batch_handler(store: FactStore) -> BatchHandler:
     """A fetched batch in one insert per table; a poison event fails the whole batch, which
     the consumer then handles event by event (dead-lettering that one)."""
@@ -63,14 +53,15 @@ def facts_batch_handler(store: FactStore) -> BatchHandler:
 
 def facts_consumer(bus: EventBus, service: str, store: FactStore) -> EventConsumer:
     """The consumer group that appends facts."""
+    batch = facts_batch_handler(store)
     return EventConsumer(
         None,
         bus,
         service,
         GROUP,
         list(TOPICS),
-        facts_handler(store),
+        one_at_a_time(batch),
         inbox=StoreIdempotentInbox(),
-        batch_handler=facts_batch_handler(store),
+        batch_handler=batch,
         linger=LINGER_SECONDS,
     )

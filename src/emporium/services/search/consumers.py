@@ -13,24 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from emporium.chassis.bus.base import EventBus
-from emporium.chassis.events.consumer import BatchHandler, EventConsumer
+from emporium.chassis.events.consumer import BatchHandler, EventConsumer, one_at_a_time
 from emporium.chassis.events.envelope import Event
-from emporium.chassis.events.inbox import Handler, StoreIdempotentInbox
+from emporium.chassis.events.inbox import StoreIdempotentInbox
 from emporium.contracts.events import ProductUpdatedV1
 from emporium.contracts.events.registry import decode_event
 from emporium.services.search import handlers
 from emporium.services.search.store import ProductIndex
 
 GROUP = "search.product-index"
-
-
-def product_updated_handler(products: ProductIndex) -> Handler:
-    async def handle(_: object, event: Event) -> None:
-        payload = decode_event(event)  # unknown type / bad payload: poison, dead-lettered
-        if isinstance(payload, ProductUpdatedV1):
-            await handlers.apply_product_updated(products, payload, event.time)
-
-    return handle
 
 
 def product_updates_handler(products: ProductIndex) -> BatchHandler:
@@ -50,13 +41,14 @@ def product_updates_handler(products: ProductIndex) -> BatchHandler:
 
 def product_updated_consumer(bus: EventBus, service: str, products: ProductIndex) -> EventConsumer:
     """The consumer group that keeps the index current."""
+    batch = product_updates_handler(products)
     return EventConsumer(
         None,
         bus,
         service,
         GROUP,
         [ProductUpdatedV1.TOPIC],
-        product_updated_handler(products),
+        one_at_a_time(batch),
         inbox=StoreIdempotentInbox(),
-        batch_handler=product_updates_handler(products),
+        batch_handler=batch,
     )

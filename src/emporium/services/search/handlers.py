@@ -28,13 +28,6 @@ from emporium.services.search.store import ProductIndex
 log = logging.getLogger(__name__)
 
 
-async def apply_product_updated(
-    products: ProductIndex, event: ProductUpdatedV1, event_time: datetime
-) -> bool:
-    """Index (or remove) the product; False when the event was stale and ignored."""
-    return await apply_product_updates(products, [(event, event_time)]) == 1
-
-
 async def apply_product_updates(
     products: ProductIndex, updates: Sequence[tuple[ProductUpdatedV1, datetime]]
 ) -> int:
