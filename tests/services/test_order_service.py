@@ -15,6 +15,7 @@ own); the databases, the payment service, its provider and the gRPC plumbing are
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable
@@ -105,6 +106,8 @@ class StubInventory(inventory_pb2_grpc.InventoryServiceServicer):
     calls: list[tuple[str, str]] = field(default_factory=list)
     # ReleaseStock answers PERMISSION_DENIED this many more times (as during a deploy).
     refuse_releases: int = 0
+    # ReleaseStock takes this long to answer (a slow inventory, a busy machine).
+    release_delay: float = 0.0
 
     def available(self, sku: str) -> int:
         held = sum(
@@ -138,6 +141,7 @@ class StubInventory(inventory_pb2_grpc.InventoryServiceServicer):
 
     async def ReleaseStock(self, request: Any, context: Any) -> Any:
         self.calls.append(("release", request.order_id))
+        await asyncio.sleep(self.release_delay)
         if self.refuse_releases:
             self.refuse_releases -= 1
             raise DomainError("not allowed right now", ErrorCode.PERMISSION_DENIED, "denied")
@@ -675,3 +679,22 @@ async def test_a_compensation_that_never_succeeds_parks_and_the_operator_settles
     assert (again.code, again.reason) == (ErrorCode.FAILED_PRECONDITION, "saga_not_parked")
     left = await world.sagas().ListSagas(order_pb2.ListSagasRequest(states=["PARKED"]))
     assert list(left.sagas) == []
+
+
+async def test_a_retry_slower_than_the_operators_deadline_answers_in_time(
+    world: CheckoutWorld,
+) -> None:
+    """The retried compensation outlasts the operator's deadline: RetrySaga answers with the
+    state reached by then (not DEADLINE_EXCEEDED), and the compensation still finishes."""
+    world.inventory.refuse_releases = 10_000
+    order = (await world.place("tok_chargeDeclined")).order
+    await world.runner.wait(order.id, 10)
+    assert (await world.saga(order.id)).state is SagaState.PARKED
+
+    world.inventory.refuse_releases, world.inventory.release_delay = 0, 2.0
+    request = order_pb2.RetrySagaRequest(order_id=order.id)
+    answered = await world.sagas().RetrySaga(request, timeout=1.0)
+    assert (answered.order_id, answered.state) == (order.id, "RELEASING_STOCK")
+    await world.runner.wait(order.id, 10)
+    saga = await world.saga(order.id)
+    assert (saga.state, saga.stock.value) == (SagaState.CANCELLED, "RELEASED")

@@ -56,6 +56,17 @@ incoming_deadline_var: ContextVar[float | None] = ContextVar(
 )
 
 
+def within_deadline(budget: float, margin: float) -> float:
+    """`budget` seconds, but never so long that the call being handled misses its deadline:
+    what is left of it minus `margin` (the time to record the answer and reply); 0 when
+    nothing is left. A handler that waits for work gives up before its caller does, so it
+    answers with what it has instead of the caller seeing DEADLINE_EXCEEDED."""
+    deadline = incoming_deadline_var.get()
+    if deadline is None:
+        return budget
+    return max(0.0, min(budget, deadline - time.monotonic() - margin))
+
+
 def method_label(method: str | bytes) -> str:
     """`/pkg.Service/Method` -> `pkg.Service/Method` (the span name and metric label)."""
     name = method.decode() if isinstance(method, bytes) else method

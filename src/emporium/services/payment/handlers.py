@@ -16,7 +16,6 @@ confirmed, so the saga knows whether its compensation is really done.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +26,7 @@ from emporium.chassis.errors import FieldError, invalid, not_found
 from emporium.chassis.events.outbox import add_event
 from emporium.chassis.failpoints import failpoint
 from emporium.chassis.rpc.identity import Caller, require_authenticated, require_service
-from emporium.chassis.rpc.server import incoming_deadline_var
+from emporium.chassis.rpc.server import within_deadline
 from emporium.contracts.events.order_completed import TOPIC, OrderCompletedV1
 from emporium.services.payment import store
 from emporium.services.payment.domain import (
@@ -98,11 +97,7 @@ def _completed_event(completed: PaymentCompleted, user_id: str) -> OrderComplete
 
 def _call_budget(default: float) -> float:
     """The provider call's timeout: ours, but never past the caller's own deadline."""
-    deadline = incoming_deadline_var.get()
-    if deadline is None:
-        return default
-    left = deadline - time.monotonic() - ANSWER_MARGIN_SECONDS
-    return max(MIN_PROVIDER_TIMEOUT_SECONDS, min(default, left))
+    return max(MIN_PROVIDER_TIMEOUT_SECONDS, within_deadline(default, ANSWER_MARGIN_SECONDS))
 
 
 class Payments:

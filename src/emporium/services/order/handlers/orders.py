@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from emporium.chassis.errors import (
 )
 from emporium.chassis.events.envelope import Event
 from emporium.chassis.rpc.identity import Caller, require_authenticated
-from emporium.chassis.rpc.server import incoming_deadline_var
+from emporium.chassis.rpc.server import within_deadline
 from emporium.contracts.events.order_completed import OrderCompletedV1, PaymentStatus
 from emporium.services.order import store
 from emporium.services.order.clients import RemoteServices
@@ -128,11 +127,7 @@ class Orders:
     def _budget(self) -> float:
         """How long to wait for a saga: `wait_budget`, but never so long that the caller's
         deadline passes first (answer PENDING with `ANSWER_MARGIN_SECONDS` to spare)."""
-        deadline = incoming_deadline_var.get()
-        if deadline is None:
-            return self.wait_budget
-        left = deadline - time.monotonic() - ANSWER_MARGIN_SECONDS
-        return max(0.0, min(self.wait_budget, left))
+        return within_deadline(self.wait_budget, ANSWER_MARGIN_SECONDS)
 
     # --- PlaceOrder ---------------------------------------------------------------------
 
