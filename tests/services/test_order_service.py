@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,8 +106,8 @@ class StubInventory(inventory_pb2_grpc.InventoryServiceServicer):
     calls: list[tuple[str, str]] = field(default_factory=list)
     # ReleaseStock answers PERMISSION_DENIED this many more times (as during a deploy).
     refuse_releases: int = 0
-    # ReleaseStock takes this long to answer (a slow inventory, a busy machine).
-    release_delay: float = 0.0
+    # How long a step ("reserve", "release") takes to answer: a slow inventory, a busy machine.
+    delays: dict[str, float] = field(default_factory=dict)
 
     def available(self, sku: str) -> int:
         held = sum(
@@ -117,6 +117,7 @@ class StubInventory(inventory_pb2_grpc.InventoryServiceServicer):
 
     async def ReserveStock(self, request: Any, context: Any) -> Any:
         self.calls.append(("reserve", request.order_id))
+        await asyncio.sleep(self.delays.get("reserve", 0.0))
         if request.order_id not in self.holds:
             short = [
                 FieldError(line.sku, "not enough stock")
@@ -141,7 +142,7 @@ class StubInventory(inventory_pb2_grpc.InventoryServiceServicer):
 
     async def ReleaseStock(self, request: Any, context: Any) -> Any:
         self.calls.append(("release", request.order_id))
-        await asyncio.sleep(self.release_delay)
+        await asyncio.sleep(self.delays.get("release", 0.0))
         if self.refuse_releases:
             self.refuse_releases -= 1
             raise DomainError("not allowed right now", ErrorCode.PERMISSION_DENIED, "denied")
@@ -480,6 +481,66 @@ async def test_a_finished_order_is_answered_and_read_without_a_transaction(
     assert set(statements) == {"SELECT"}, statements
 
 
+QUOTE = chr(34)  # identifiers may come quoted
+
+
+def _table_statements(engine: Any) -> tuple[list[str], Callable[[], None]]:
+    """Record `VERB table` of every statement `engine` runs; call the second to stop."""
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        words = statement.split()
+        verb = words[0].upper()
+        anchor = {"SELECT": "FROM", "INSERT": "INTO", "DELETE": "FROM"}.get(verb)
+        upper = [w.upper() for w in words]
+        table = words[upper.index(anchor) + 1] if anchor in upper else words[1]
+        seen.append(verb + " " + table.strip(QUOTE))
+
+    event.listen(engine, "before_cursor_execute", record)
+    return seen, lambda: event.remove(engine, "before_cursor_execute", record)
+
+
+async def test_the_driver_saves_each_step_without_reading_the_saga_back(
+    world: CheckoutWorld,
+) -> None:
+    """Between its steps the driver holds the saga it committed: each step is one
+    version-checked UPDATE of the saga (no SELECT of it), and the order row is written only
+    when the order changed (the payment captured, then PAID)."""
+    statements, stop = _table_statements(world.db.engine.sync_engine)
+    try:
+        placed = (await world.place()).order
+    finally:
+        stop()
+    assert placed.status == order_pb2.ORDER_STATUS_PAID
+    assert statements.count("UPDATE checkout_sagas") == 3, statements  # reserved, charged, done
+    assert statements.count("UPDATE orders") == 2, statements  # charged, paid
+    # PlaceOrder's answer reads the finished saga once; the driver never does.
+    assert statements.count("SELECT checkout_sagas") == 1, statements
+
+
+async def test_a_saga_moved_behind_the_drivers_back_is_decided_on_its_row(
+    world: CheckoutWorld,
+) -> None:
+    """A cancel lands while the reserve is in flight: the driver's held copy is stale, its
+    version-checked save finds the row moved, and the reply is decided again on the row as
+    it stands: the stock is released and nothing is ever charged."""
+    world.orders.wait_budget = 0.0  # answered PENDING while the reserve is in flight
+    world.inventory.delays["reserve"] = 1.0
+    order = (await world.place()).order
+    assert order.status == order_pb2.ORDER_STATUS_PENDING
+    await world.stub().CancelOrder(order_pb2.CancelOrderRequest(order_id=order.id))
+    assert (await world.saga(order.id)).cancel_requested
+    await world.runner.wait(order.id, 10)
+    saga = await world.saga(order.id)
+    assert (saga.state, saga.stock.value, saga.payment.value) == (
+        SagaState.CANCELLED,
+        "RELEASED",
+        "NONE",
+    )
+    assert world.inventory.steps(order.id) == ["reserve", "release"]
+    assert order.id not in await world.books()  # never charged
+
+
 # --- CancelOrder ----------------------------------------------------------------------------
 
 
@@ -691,7 +752,7 @@ async def test_a_retry_slower_than_the_operators_deadline_answers_in_time(
     await world.runner.wait(order.id, 10)
     assert (await world.saga(order.id)).state is SagaState.PARKED
 
-    world.inventory.refuse_releases, world.inventory.release_delay = 0, 2.0
+    world.inventory.refuse_releases, world.inventory.delays["release"] = 0, 2.0
     request = order_pb2.RetrySagaRequest(order_id=order.id)
     answered = await world.sagas().RetrySaga(request, timeout=1.0)
     assert (answered.order_id, answered.state) == (order.id, "RELEASING_STOCK")

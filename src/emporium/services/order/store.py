@@ -317,7 +317,8 @@ async def unfinished_saga_counts(session: AsyncSession) -> dict[SagaState, int]:
 # -- orders ----------------------------------------------------------------------------------
 
 
-def _order_values(order: Order) -> dict[str, Any]:
+def order_values(order: Order) -> dict[str, Any]:
+    """The order's columns that change after it is placed (status, payment, cancel reason)."""
     return {
         "status": order.status.value,
         "payment_status": order.payment_status,
@@ -338,7 +339,7 @@ async def insert_order(session: AsyncSession, order: Order) -> None:
             idempotency_key=order.idempotency_key,
             fingerprint=order.fingerprint,
             created_at=order.created_at,
-            **_order_values(order),
+            **order_values(order),
         )
     )
     for position, line in enumerate(order.lines):
@@ -356,10 +357,10 @@ async def insert_order(session: AsyncSession, order: Order) -> None:
 
 
 async def save_order(session: AsyncSession, order: Order) -> None:
-    """Write the order's changing fields; insert it if its row is missing (a saga started
-    before orders were written at PlaceOrder)."""
+    """Write the order's changing fields (`order_values`); insert it if its row is missing
+    (a saga started before orders were written at PlaceOrder)."""
     result = await session.execute(
-        update(orders).where(orders.c.id == order.id).values(**_order_values(order))
+        update(orders).where(orders.c.id == order.id).values(**order_values(order))
     )
     if not getattr(result, "rowcount", 0):
         await insert_order(session, order)

@@ -130,10 +130,38 @@ class CheckoutRunner:
         self, order_id: str, transition: Transition, refusal: DomainError | None = None
     ) -> Decision:
         """One transition in its own unit of work."""
-        async with self.db.unit_of_work() as uow:
-            decision = await self.apply_in(uow, order_id, transition, refusal)
-            await uow.commit()
+        decision, _ = await self._apply(order_id, transition, refusal, None)
         return decision
+
+    async def _apply(
+        self,
+        order_id: str,
+        transition: Transition,
+        refusal: DomainError | None,
+        held: CheckoutSaga | None,
+    ) -> tuple[Decision, CheckoutSaga | None]:
+        """`apply`, and the saga as committed (None when there is none).
+
+        `held` is the saga as this driver last committed it. It is decided on without reading
+        the row back; the version-checked save is what proves it current (another replica,
+        the `order.completed` consumer or an operator may have moved the saga since). When
+        the save finds the row moved, or the held copy ignores the transition, that attempt
+        rolls back and the transition is decided again on the row as it stands, locked."""
+        if held is not None:
+            async with self.db.unit_of_work() as uow:
+                decision = await self._decide(uow, held, transition, refusal)
+                if decision is not None and not decision.ignored:
+                    await uow.commit()
+                    return decision, held
+        async with self.db.unit_of_work() as uow:
+            saga = await store.load_saga(uow.session, order_id)
+            if saga is None:
+                return IGNORED, None
+            decision = await self._decide(uow, saga, transition, refusal)
+            if decision is None:
+                raise DomainError("the saga moved meanwhile", ErrorCode.CONFLICT, "stale_saga")
+            await uow.commit()
+        return decision, saga
 
     async def apply_in(
         self,
@@ -146,16 +174,32 @@ class CheckoutRunner:
         saga = await store.load_saga(uow.session, order_id)
         if saga is None:
             return IGNORED
+        decision = await self._decide(uow, saga, transition, refusal)
+        if decision is None:
+            raise DomainError("the saga moved meanwhile", ErrorCode.CONFLICT, "stale_saga")
+        return decision
+
+    async def _decide(
+        self,
+        uow: UnitOfWork,
+        saga: CheckoutSaga,
+        transition: Transition,
+        refusal: DomainError | None,
+    ) -> Decision | None:
+        """Decide on `saga`, run the local commands, save with the version check; None when
+        the row is no longer at `saga`'s version (nothing saved; the caller rolls back)."""
         if self.policy is not None:  # the process's configured limits, for every saga
             saga.policy = self.policy
         loaded_version = saga.version
+        order_before = store.order_values(saga.order)
         decision = transition(saga, now_utc())
         if decision.ignored:
             return decision
         await self._run_local(uow, decision)
         if not await store.save_saga(uow.session, saga, loaded_version):
-            raise DomainError("the saga moved meanwhile", ErrorCode.CONFLICT, "stale_saga")
-        await store.save_order(uow.session, saga.order)
+            return None
+        if store.order_values(saga.order) != order_before:  # most steps leave the order be
+            await store.save_order(uow.session, saga.order)
         if saga.state is SagaState.CANCELLED and not saga.order_recorded:
             # Refused before it was placed (out of stock): PlaceOrder answers the refusal,
             # unless it already answered the order itself (202), which then stands.
@@ -181,12 +225,18 @@ class CheckoutRunner:
 
     # --- drivers ------------------------------------------------------------------------
 
-    def start(self, order_id: str, commands: list[RemoteCommand]) -> None:
-        """Drive `commands` (and whatever follows) in a detached task."""
+    def start(
+        self,
+        order_id: str,
+        commands: list[RemoteCommand],
+        committed: CheckoutSaga | None = None,
+    ) -> None:
+        """Drive `commands` (and whatever follows) in a detached task; `committed`, the saga
+        as the caller just committed it, spares the driver reading it back (see `_apply`)."""
         if not commands:
             return
         task = asyncio.create_task(
-            self._drive(order_id, list(commands)),
+            self._drive(order_id, list(commands), committed),
             name=f"checkout:{order_id}",
             context=_detached_context(),
         )
@@ -215,7 +265,9 @@ class CheckoutRunner:
     def is_driving(self, order_id: str) -> bool:
         return bool(self._drivers.get(order_id))
 
-    async def _drive(self, order_id: str, queue: list[RemoteCommand]) -> None:
+    async def _drive(
+        self, order_id: str, queue: list[RemoteCommand], held: CheckoutSaga | None
+    ) -> None:
         while queue:
             command = queue.pop(0)
             if command.attempt > 1:
@@ -228,7 +280,7 @@ class CheckoutRunner:
                 # so an outage of a dependency is not burned through in a few milliseconds.
                 await asyncio.sleep(BREAKER_RESET_SECONDS)
             handle = functools.partial(_handle_reply, outcome.reply)
-            decision = await self.apply(order_id, handle, outcome.error)
+            decision, held = await self._apply(order_id, handle, outcome.error, held)
             queue.extend(decision.remote)
 
     async def wait(self, order_id: str, budget: float) -> None:

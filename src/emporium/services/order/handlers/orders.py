@@ -154,7 +154,7 @@ class Orders:
             await store.insert_saga(uow.session, saga, now)
             await store.insert_order(uow.session, order)
             await uow.commit()
-        self.runner.start(order.id, decision.remote)
+        self.runner.start(order.id, decision.remote, committed=saga)
         return Placed(await self._answer(order.id), replayed=False)
 
     async def _replay_after_race(self, command: PlaceOrder) -> Placed:
