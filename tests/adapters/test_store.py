@@ -13,11 +13,11 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import Column, Integer, MetaData, Table, Text, event, text
 from sqlalchemy.engine import make_url
 
 from emporium.chassis.config import normalize_database_url
-from emporium.chassis.db import Database, is_postgres
+from emporium.chassis.db import Database, insert_unless_taken, is_postgres
 from tests.backends import backend_url
 
 WRITERS = 8
@@ -133,6 +133,20 @@ async def test_a_failed_statement_leaves_no_partial_write(db: Database, table: s
         await second_insert_fails()
 
     assert await notes(db, table) == ["first"]
+
+
+async def test_insert_unless_taken_keeps_the_first_row_and_the_transaction(
+    db: Database, table: str
+) -> None:
+    """A taken key answers False and changes nothing; the unit of work goes on (PostgreSQL
+    would abort it on a caught violation) and commits what else it wrote."""
+    rows = Table(table, MetaData(), Column("id", Integer, primary_key=True), Column("note", Text))
+    async with db.unit_of_work() as uow:
+        assert await insert_unless_taken(uow.session, rows, id=1, note="first")
+        assert not await insert_unless_taken(uow.session, rows, id=1, note="second")
+        assert await insert_unless_taken(uow.session, rows, id=2, note="after")
+        await uow.commit()
+    assert await notes(db, table) == ["first", "after"]
 
 
 async def test_unit_of_work_outside_its_block_is_an_error(db: Database) -> None:

@@ -16,7 +16,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, Table, event
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -184,6 +186,17 @@ class UnitOfWork:
 
     async def rollback(self) -> None:
         await self.session.rollback()
+
+
+async def insert_unless_taken(session: AsyncSession, table: Table, **values: Any) -> bool:
+    """INSERT the row unless one of its unique keys is taken; False when it was (a concurrent
+    writer won, or the row exists). One `ON CONFLICT DO NOTHING` statement: catching the
+    violation instead costs a savepoint and its release around the INSERT (PostgreSQL aborts
+    the whole transaction on a violation), and the unit of work stays usable either way."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    result = await session.execute(insert(table).values(**values).on_conflict_do_nothing())
+    return bool(getattr(result, "rowcount", 0))
 
 
 @contextlib.contextmanager

@@ -26,11 +26,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from emporium.chassis.db import Database
+from emporium.chassis.db import Database, insert_unless_taken
 from emporium.chassis.events.envelope import Event
 from emporium.chassis.events.outbox import now_utc
 from emporium.chassis.events.tables import INBOX_TABLE
@@ -54,15 +52,9 @@ async def record_event(
     session: AsyncSession, group: str, event_id: str, table: Table = INBOX_TABLE
 ) -> bool:
     """Insert the inbox row in the session's transaction; False if it was already there."""
-    bind = session.get_bind()
-    insert = postgresql_insert if bind.dialect.name == "postgresql" else sqlite_insert
-    stmt = (
-        insert(table)
-        .values(consumer=group, event_id=event_id, processed_at=now_utc())
-        .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+    return await insert_unless_taken(
+        session, table, consumer=group, event_id=event_id, processed_at=now_utc()
     )
-    result = await session.execute(stmt)
-    return bool(getattr(result, "rowcount", 0))
 
 
 class RelationalInbox(Inbox):

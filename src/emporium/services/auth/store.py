@@ -27,10 +27,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Column, DateTime, String, Table, select, text, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from emporium.chassis.db import Database, Reader
+from emporium.chassis.db import Database, Reader, insert_unless_taken
 from emporium.chassis.kv.base import KeyValueStore
 from emporium.chassis.migrations import service_metadata
 from emporium.services.auth.domain import (
@@ -107,23 +106,17 @@ async def credential_by_id(session: Reader, user_id: str) -> Credential | None:
 
 
 async def insert_credential(session: AsyncSession, credential: Credential) -> bool:
-    """Insert; False when the email (or id) is taken. A savepoint keeps the outer
-    transaction usable after the unique violation (PostgreSQL aborts it otherwise)."""
-    try:
-        async with session.begin_nested():
-            await session.execute(
-                credentials.insert().values(
-                    user_id=credential.user_id,
-                    email=credential.email,
-                    password_hash=credential.password_hash,
-                    roles=_roles_text(credential.roles),
-                    created_at=credential.created_at,
-                    updated_at=credential.created_at,
-                )
-            )
-    except IntegrityError:
-        return False
-    return True
+    """Insert; False when the email (or id) is taken."""
+    return await insert_unless_taken(
+        session,
+        credentials,
+        user_id=credential.user_id,
+        email=credential.email,
+        password_hash=credential.password_hash,
+        roles=_roles_text(credential.roles),
+        created_at=credential.created_at,
+        updated_at=credential.created_at,
+    )
 
 
 async def update_password_hash(

@@ -34,10 +34,9 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from emporium.chassis.db import Database
+from emporium.chassis.db import Database, insert_unless_taken
 from emporium.chassis.events.tables import inbox_table, lease_table, outbox_table
 from emporium.chassis.migrations import service_metadata
 from emporium.services.inventory.domain import (
@@ -152,11 +151,8 @@ async def save_stock(session: AsyncSession, stored: StoredStock, now: datetime) 
         "version": stored.version + 1,
     }
     if stored.version == 0:
-        try:
-            async with session.begin_nested():
-                await session.execute(stock.insert().values(sku=item.sku, **values))
-        except IntegrityError:
-            raise LostRace(item.sku) from None
+        if not await insert_unless_taken(session, stock, sku=item.sku, **values):
+            raise LostRace(item.sku)
     else:
         result = await session.execute(
             update(stock)
@@ -195,21 +191,19 @@ async def insert_reservation(
     session: AsyncSession, reservation: Reservation, now: datetime
 ) -> None:
     """`LostRace` when the order already has one (a concurrent call for the same order)."""
-    try:
-        async with session.begin_nested():
-            await session.execute(
-                reservations.insert().values(
-                    order_id=reservation.order_id,
-                    lines=[{"sku": x.sku, "quantity": x.quantity} for x in reservation.lines],
-                    status=reservation.status.value,
-                    restocked=reservation.restocked,
-                    expires_at=reservation.expires_at,
-                    created_at=reservation.created_at,
-                    updated_at=now,
-                )
-            )
-    except IntegrityError:
-        raise LostRace(reservation.order_id) from None
+    inserted = await insert_unless_taken(
+        session,
+        reservations,
+        order_id=reservation.order_id,
+        lines=[{"sku": x.sku, "quantity": x.quantity} for x in reservation.lines],
+        status=reservation.status.value,
+        restocked=reservation.restocked,
+        expires_at=reservation.expires_at,
+        created_at=reservation.created_at,
+        updated_at=now,
+    )
+    if not inserted:
+        raise LostRace(reservation.order_id)
 
 
 async def update_reservation(

@@ -34,10 +34,9 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from emporium.chassis.db import Database, Reader, UnitOfWork
+from emporium.chassis.db import Database, Reader, UnitOfWork, insert_unless_taken
 from emporium.chassis.events.tables import inbox_table, lease_table, outbox_table
 from emporium.chassis.migrations import service_metadata
 from emporium.services.order.domain import (
@@ -449,20 +448,15 @@ async def insert_idempotency_record(
     session: AsyncSession, record: IdempotencyRecord, now: datetime
 ) -> bool:
     """Insert; False when the key is taken (a concurrent first request won the race)."""
-    try:
-        async with session.begin_nested():
-            await session.execute(
-                idempotency_keys.insert().values(
-                    user_id=record.user_id,
-                    key=record.key,
-                    fingerprint=record.fingerprint,
-                    order_id=record.order_id,
-                    created_at=now,
-                )
-            )
-    except IntegrityError:
-        return False
-    return True
+    return await insert_unless_taken(
+        session,
+        idempotency_keys,
+        user_id=record.user_id,
+        key=record.key,
+        fingerprint=record.fingerprint,
+        order_id=record.order_id,
+        created_at=now,
+    )
 
 
 async def decide_idempotency_answer(

@@ -25,10 +25,9 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from emporium.chassis.db import Database
+from emporium.chassis.db import Database, insert_unless_taken
 from emporium.chassis.events.tables import inbox_table, lease_table, outbox_table
 from emporium.chassis.migrations import service_metadata
 from emporium.services.payment.domain import Payment, PaymentStatus
@@ -128,25 +127,19 @@ def _mutable(payment: Payment) -> dict[str, Any]:
 
 
 async def insert_payment(session: AsyncSession, payment: Payment, user_id: str) -> bool:
-    """Insert; False when the order already has a payment (a concurrent Charge or Void won).
-    A savepoint keeps the unit of work usable after the violation."""
-    try:
-        async with session.begin_nested():
-            await session.execute(
-                payments.insert().values(
-                    id=payment.id,
-                    order_id=payment.order_id,
-                    user_id=user_id,
-                    amount_minor=payment.amount_minor,
-                    currency=payment.currency,
-                    token_kind=payment.token,
-                    created_at=payment.created_at,
-                    **_mutable(payment),
-                )
-            )
-    except IntegrityError:
-        return False
-    return True
+    """Insert; False when the order already has a payment (a concurrent Charge or Void won)."""
+    return await insert_unless_taken(
+        session,
+        payments,
+        id=payment.id,
+        order_id=payment.order_id,
+        user_id=user_id,
+        amount_minor=payment.amount_minor,
+        currency=payment.currency,
+        token_kind=payment.token,
+        created_at=payment.created_at,
+        **_mutable(payment),
+    )
 
 
 async def update_payment(session: AsyncSession, payment: Payment) -> None:

@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from emporium.chassis.db import Database, Reader
+from emporium.chassis.db import Database, Reader, insert_unless_taken
 from emporium.chassis.events.tables import inbox_table, lease_table, outbox_table
 from emporium.chassis.migrations import service_metadata
 from emporium.services.product.domain import Money, Product
@@ -148,18 +148,15 @@ async def sku_owner(session: AsyncSession, sku: str) -> str | None:
 
 
 async def insert_product(session: AsyncSession, product: Product) -> bool:
-    """Insert version 1; False when the sku (or id) is taken, e.g. by a concurrent create.
-    A savepoint keeps the unit of work usable after the violation."""
-    try:
-        async with session.begin_nested():
-            await session.execute(
-                products.insert().values(
-                    id=product.id, created_at=product.created_at, version=1, **_columns(product)
-                )
-            )
-    except IntegrityError:
-        return False
-    return True
+    """Insert version 1; False when the sku (or id) is taken, e.g. by a concurrent create."""
+    return await insert_unless_taken(
+        session,
+        products,
+        id=product.id,
+        created_at=product.created_at,
+        version=1,
+        **_columns(product),
+    )
 
 
 async def update_product(session: AsyncSession, product: Product, version: int) -> bool:

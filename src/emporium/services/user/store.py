@@ -24,10 +24,9 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from emporium.chassis.db import Database
+from emporium.chassis.db import Database, insert_unless_taken
 from emporium.chassis.events.tables import inbox_table, lease_table, outbox_table
 from emporium.chassis.migrations import service_metadata
 from emporium.services.user.domain import Address, AddressBook, Profile
@@ -107,22 +106,16 @@ async def get_profile(session: AsyncSession, user_id: str) -> StoredProfile | No
 
 
 async def insert_profile(session: AsyncSession, profile: Profile, now: datetime) -> bool:
-    """Insert; False when the id exists (a concurrent CreateUser won). A savepoint keeps
-    the unit of work usable after the violation."""
-    try:
-        async with session.begin_nested():
-            await session.execute(
-                users.insert().values(
-                    id=profile.id,
-                    email=profile.email,
-                    name=profile.name,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-    except IntegrityError:
-        return False
-    return True
+    """Insert; False when the id exists (a concurrent CreateUser won)."""
+    return await insert_unless_taken(
+        session,
+        users,
+        id=profile.id,
+        email=profile.email,
+        name=profile.name,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 async def update_profile(session: AsyncSession, profile: Profile, now: datetime) -> None:
