@@ -7,6 +7,7 @@ the real server from `.ci/backends.sh` for this module and dropped at the end.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -281,3 +282,43 @@ async def test_a_sqlite_read_sends_only_its_statement(tmp_path: Path) -> None:
         "BEGIN DEFERRED",
         "SELECT 2",
     ]
+
+
+async def test_a_sqlite_writer_waiting_for_another_process_leaves_the_loop_running(
+    tmp_path: Path,
+) -> None:
+    """Statements run on the event loop's thread (`sqlite_inloop`): a writer that finds the
+    file locked by another connection (another process, as a restarted service overlapping
+    its predecessor) waits with asyncio sleeps, so the loop goes on serving meanwhile, and
+    writes once the lock is free."""
+    path = tmp_path / "locked.sqlite3"
+    db = Database(normalize_database_url(f"sqlite:///{path}"))
+    async with db.unit_of_work() as uow:
+        await uow.session.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+        await uow.commit()
+    other = sqlite3.connect(path, isolation_level=None)  # not queued: another process's
+    other.execute("BEGIN IMMEDIATE")
+    ticks = 0
+
+    async def loop_ticks() -> None:
+        nonlocal ticks
+        for _ in range(20):
+            ticks += 1
+            await asyncio.sleep(0.01)
+        other.execute("COMMIT")
+
+    async def write() -> int:
+        async with db.unit_of_work() as uow:
+            await uow.session.execute(text("INSERT INTO t VALUES (1)"))
+            await uow.commit()
+        return ticks
+
+    try:
+        _, ticks_when_written = await asyncio.gather(loop_ticks(), write())
+        async with db.session() as session:
+            rows = (await session.execute(text("SELECT count(*) FROM t"))).scalar_one()
+    finally:
+        other.close()
+        await db.close()
+    assert ticks_when_written == 20  # the loop ran all along; the write waited for the lock
+    assert rows == 1

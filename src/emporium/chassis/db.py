@@ -7,9 +7,12 @@ through their service's repository (`store.py`) and never call `commit()` themse
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
+import os
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,6 +32,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from emporium.chassis import sqlite_inloop
 from emporium.chassis.errors import DomainError, ErrorCode
 from emporium.chassis.metrics import DB_COMMITS, DB_POOL_IN_USE, DB_POOL_SIZE
 
@@ -40,6 +44,9 @@ Reader = AsyncSession | AsyncConnection
 
 log = logging.getLogger(__name__)
 
+# How long a SQLite writer waits for another process's write lock before "database is locked".
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+
 # Execution option naming how a SQLite transaction begins (default IMMEDIATE, see below).
 _SQLITE_BEGIN = "emporium_sqlite_begin"
 # ...whose value for `Database.read()`: no BEGIN, each statement is its own transaction.
@@ -47,13 +54,25 @@ _SQLITE_AUTOCOMMIT = "AUTOCOMMIT"
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An engine for `url`; SQLite files get WAL, a busy timeout and foreign keys on, and
-    transactions that SQLAlchemy begins itself (see `_sqlite_begin`)."""
+    """An engine for `url`; SQLite files get WAL, a busy timeout and foreign keys on,
+    transactions that SQLAlchemy begins itself (see `_sqlite_begin`), and their statements
+    run on the event loop's thread (`sqlite_inloop`)."""
     if url.startswith("sqlite"):
-        path = make_url(url).database
+        parsed = make_url(url)
+        path = parsed.database
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+            # Statements run on the event loop's thread, not aiosqlite's (sqlite_inloop).
+            cargs, cparams = parsed.get_dialect()().create_connect_args(parsed)
+            kwargs.setdefault(
+                "async_creator",
+                lambda: sqlite_inloop.connect(
+                    *cargs, busy_timeout=SQLITE_BUSY_TIMEOUT_SECONDS, **cparams
+                ),
+            )
+        engine = create_async_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}, **kwargs
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
@@ -67,7 +86,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    if not isinstance(getattr(dbapi_conn, "_connection", None), sqlite_inloop.InLoopConnection):
+        # aiosqlite's thread may sleep in SQLite's busy handler; the loop's thread may not.
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
     cur.close()
     # Stop the driver's own implicit BEGIN (it opens a transaction only at the first write,
     # so a read-then-write unit of work would read outside its transaction and lose
@@ -85,6 +106,40 @@ def _sqlite_begin(conn: Connection) -> None:
     mode = conn.get_execution_options().get(_SQLITE_BEGIN, "IMMEDIATE")
     if mode != _SQLITE_AUTOCOMMIT:
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+# Per event loop, per SQLite file: the queue of this process's writers (`queued_writer`).
+_WRITER_QUEUES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@asynccontextmanager
+async def queued_writer(engine: AsyncEngine) -> AsyncIterator[None]:
+    """SQLite: one write transaction at a time per file in this process, the others queued
+    here; wrap every `BEGIN IMMEDIATE` (units of work, `Database.write()`, the leases).
+
+    SQLite has one writer per file anyway, but a writer that finds the lock taken waits in
+    SQLite's busy handler, which sleeps 1, 2, 5, 10 ... up to 100 ms between tries: under
+    load the lock is free long before the waiters wake up, and each of a checkout's commits
+    paid tens of milliseconds for nothing. Queued on an asyncio lock, the next writer starts
+    the moment the previous one finished. And since statements run on the event loop's own
+    thread (`sqlite_inloop`), a writer must never wait in the busy handler for a transaction
+    of the same process: that one could not finish while the loop is blocked. One queue per
+    file, whichever engine writes it. Other processes writing the file (a CLI, a second
+    replica in a test) still meet the busy handler. PostgreSQL locks rows: no queue there."""
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    queues = _WRITER_QUEUES.setdefault(asyncio.get_running_loop(), {})
+    async with queues.setdefault(_file_key(engine.url.database or ""), asyncio.Lock()):
+        yield
+
+
+@functools.cache
+def _file_key(path: str) -> str:
+    """The file a SQLite URL names, however it was spelled (one queue per file)."""
+    return path if path in ("", ":memory:") else os.path.realpath(path)
 
 
 def is_postgres(engine: AsyncEngine) -> bool:
@@ -111,7 +166,17 @@ class Database:
                 DB_POOL_SIZE.labels(service).set_function(lambda: float(size()))
 
     def unit_of_work(self) -> UnitOfWork:
-        return UnitOfWork(self.sessions)
+        return UnitOfWork(self.sessions, self._writing)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A Core write transaction (`engine.begin()`), queued with the process's other
+        writers like a unit of work."""
+        async with self._writing(), self.engine.begin() as conn:
+            yield conn
+
+    def _writing(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return queued_writer(self.engine)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -150,8 +215,13 @@ class UnitOfWork:
     failed use case never leaves a partial write.
     """
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        writing: Callable[[], contextlib.AbstractAsyncContextManager[None]],
+    ) -> None:
         self._sessions = sessions
+        self._writing = writing()
         self._session: AsyncSession | None = None
         self.committed = False
 
@@ -162,8 +232,13 @@ class UnitOfWork:
         return self._session
 
     async def __aenter__(self) -> UnitOfWork:
-        self._session = self._sessions()
-        await self._session.begin()
+        await self._writing.__aenter__()
+        try:
+            self._session = self._sessions()
+            await self._session.begin()
+        except BaseException:
+            await self._writing.__aexit__(None, None, None)
+            raise
         return self
 
     async def __aexit__(
@@ -177,8 +252,11 @@ class UnitOfWork:
             if not self.committed:
                 await session.rollback()
         finally:
-            await session.close()
-            self._session = None
+            try:
+                await session.close()
+            finally:
+                self._session = None
+                await self._writing.__aexit__(None, None, None)
 
     async def commit(self) -> None:
         await self.session.commit()

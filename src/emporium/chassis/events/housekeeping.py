@@ -141,7 +141,7 @@ class EventHousekeeper:
         while stop is None or not stop.is_set():
             if not await self.lease.ensure():  # renewed every ttl/3; lost: stop this round
                 break
-            async with self.database.engine.begin() as conn:
+            async with self.database.write() as conn:
                 deleted = int((await conn.execute(batch(cutoff))).rowcount or 0)
             total += deleted
             EVENTS_PRUNED.labels(self.service, table).inc(deleted)

@@ -23,6 +23,8 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from emporium.chassis.db import queued_writer
+
 log = logging.getLogger(__name__)
 
 
@@ -141,7 +143,7 @@ class TableLease(Lease):
             set_={"holder": stmt.excluded.holder, "expires_at": stmt.excluded.expires_at},
             where=(t.c.holder == self.holder) | (t.c.expires_at < now),
         )
-        async with self._engine.begin() as conn:
+        async with queued_writer(self._engine), self._engine.begin() as conn:
             await conn.execute(stmt)
             holder = await conn.scalar(select(t.c.holder).where(t.c.name == self._name))
         held = holder == self.holder
@@ -151,5 +153,5 @@ class TableLease(Lease):
     async def release(self) -> None:
         self._renew_at = 0.0
         t = self._table
-        async with self._engine.begin() as conn:
+        async with queued_writer(self._engine), self._engine.begin() as conn:
             await conn.execute(t.delete().where(t.c.name == self._name, t.c.holder == self.holder))

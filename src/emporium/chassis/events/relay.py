@@ -166,14 +166,14 @@ class OutboxRelay:
         if not rows:
             return 0
         await self.publish(rows)
-        async with self.database.engine.begin() as conn:
+        async with self.database.write() as conn:
             await self.mark_published(conn, [row.seq for row in rows])
         self._count(rows)
         return len(rows)
 
     async def _relay_locked_batch(self) -> int:
         """PostgreSQL: lock the rows (SKIP LOCKED), publish, mark, all in one transaction."""
-        async with self.database.engine.begin() as conn:
+        async with self.database.write() as conn:
             rows = (await conn.execute(self._unpublished().with_for_update(skip_locked=True))).all()
             if not rows:
                 return 0
