@@ -126,8 +126,9 @@ async def queued_writer(engine: AsyncEngine) -> AsyncIterator[None]:
     the moment the previous one finished. And since statements run on the event loop's own
     thread (`sqlite_inloop`), a writer must never wait in the busy handler for a transaction
     of the same process: that one could not finish while the loop is blocked. One queue per
-    file, whichever engine writes it. Other processes writing the file (a CLI, a second
-    replica in a test) still meet the busy handler. PostgreSQL locks rows: no queue there."""
+    file, whichever engine writes it. A lock held by another process (a CLI, a restarted
+    service overlapping its predecessor) is waited for with asyncio sleeps (`sqlite_inloop`).
+    PostgreSQL locks rows: no queue there."""
     if engine.dialect.name != "sqlite":
         yield
         return
